@@ -1,0 +1,72 @@
+//! `iocmatch check`: what loaded, what was rejected (with reasons and where), what was merged.
+
+use super::IocArgs;
+use anyhow::Result;
+use iocmatch::load::LoadStats;
+use iocmatch::IndicatorSet;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub iocs: IocArgs,
+}
+
+pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    let (set, stats) = args.iocs.load()?;
+    print!("{}", report(&set, &stats));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human-readable load report.
+pub fn report(set: &IndicatorSet, stats: &LoadStats) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<22} {:>9} {:>9} {:>11}",
+        "MISP type", "loaded", "rejected", "duplicates"
+    );
+    for (t, ts) in &stats.by_type {
+        let rej: usize = ts.rejected.values().sum();
+        let _ = writeln!(s, "{t:<22} {:>9} {rej:>9} {:>11}", ts.loaded, ts.duplicates);
+    }
+    let _ = writeln!(s, "\nindicators by kind:");
+    for (k, n) in set.counts() {
+        let _ = writeln!(s, "  {:<10} {n:>9}", k.as_str());
+    }
+    let _ = writeln!(s, "  {:<10} {:>9}", "total", set.len());
+    let by_reason = stats.rejected_by_reason();
+    if !by_reason.is_empty() {
+        let _ = writeln!(s, "\nrejected by reason:");
+        for (r, n) in &by_reason {
+            let _ = writeln!(s, "  {r}: {n}");
+            for ((_, rr), examples) in &stats.examples {
+                if rr != r {
+                    continue;
+                }
+                for e in examples {
+                    let _ = writeln!(s, "    {:?} ({}) at {}: {}", e.value, e.misp_type, e.location, e.detail);
+                }
+            }
+        }
+    }
+    if !stats.unsupported.is_empty() {
+        let _ = writeln!(s, "\nunsupported types (not matched):");
+        for (t, n) in &stats.unsupported {
+            let _ = writeln!(s, "  {t}: {n}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nskipped: {} without to_ids, {} deleted (use --all to load them)",
+        stats.skipped_not_ids, stats.skipped_deleted
+    );
+    if !stats.warnings.is_empty() {
+        let _ = writeln!(s, "\nwarnings:");
+        for w in &stats.warnings {
+            let _ = writeln!(s, "  {w}");
+        }
+    }
+    s
+}

@@ -1,0 +1,232 @@
+//! `iocmatch scan`: a grep-like filter. Files are read in large line-aligned chunks, scanned on every core, and
+//! written in input order.
+
+use super::IocArgs;
+use anyhow::{Context, Result};
+use iocmatch::scan::{for_each_line, ScanStats};
+use iocmatch::sink::{ecs, OutputFormat};
+use iocmatch::source::{open_input, Chunk, ChunkReader};
+use iocmatch::Snapshot;
+use rayon::prelude::*;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub iocs: IocArgs,
+    /// Files to scan (plain or gzip); stdin when none is given or for `-`.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// What to print for each line with a hit.
+    #[arg(long, value_enum, default_value = "json")]
+    pub output: OutputFormat,
+    /// Scanning threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Lines longer than this are scanned up to this length and counted.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_line_bytes: usize,
+    /// Print lines, bytes, hits per type and MB/s to stderr at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+const CHUNK_BYTES: usize = 1 << 20;
+
+pub fn run(args: ScanArgs) -> Result<ExitCode> {
+    let (set, load_stats) = args.iocs.load()?;
+    for w in &load_stats.warnings {
+        tracing::warn!("{w}");
+    }
+    let rejected = load_stats.total_rejected();
+    if rejected > 0 {
+        tracing::warn!(
+            rejected,
+            "some indicators were rejected; run `iocmatch check` for the reasons"
+        );
+    }
+    let snap = Snapshot::build(set, 1);
+    tracing::info!(
+        indicators = snap.len(),
+        build_ms = snap.build_duration().as_millis() as u64,
+        "snapshot built"
+    );
+
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .context("starting scan threads")?;
+    let inputs = if args.files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.files.clone()
+    };
+    let progress = progress_bar(&inputs);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut total = ScanStats::default();
+    let mut had_error = false;
+    let started = Instant::now();
+    for path in &inputs {
+        let _span = tracing::info_span!("input", path = %path.display()).entered();
+        match scan_input(&snap, path, &args, &pool, &mut out, &mut total, progress.as_ref()) {
+            Ok(()) => {}
+            Err(InputError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(exit_code(&total, false)),
+            Err(InputError::Output(e)) => return Err(e).context("writing output"),
+            Err(InputError::Input(msg)) => {
+                eprintln!("iocmatch: {msg}");
+                had_error = true;
+            }
+        }
+    }
+    if args.output == OutputFormat::Count {
+        writeln!(out, "{}", total.lines_with_hits).ok();
+    }
+    if let Err(e) = out.flush() {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing output");
+        }
+    }
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    if args.stats {
+        print_stats(&total, started.elapsed().as_secs_f64());
+    }
+    Ok(exit_code(&total, had_error))
+}
+
+fn exit_code(total: &ScanStats, had_error: bool) -> ExitCode {
+    if had_error {
+        ExitCode::from(2)
+    } else if total.lines_with_hits > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+enum InputError {
+    Input(String),
+    Output(io::Error),
+}
+
+fn scan_input(
+    snap: &Snapshot,
+    path: &Path,
+    args: &ScanArgs,
+    pool: &rayon::ThreadPool,
+    out: &mut impl Write,
+    total: &mut ScanStats,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<(), InputError> {
+    let name = if path.as_os_str() == "-" {
+        "(standard input)".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let reader = open_input(path).map_err(|e| InputError::Input(format!("{name}: {e}")))?;
+    let mut chunks = ChunkReader::new(reader, CHUNK_BYTES, args.max_line_bytes);
+    let file_path = (path.as_os_str() != "-").then(|| path.display().to_string());
+    let batch_len = pool.current_num_threads() * 2;
+    loop {
+        let mut batch: Vec<Chunk> = Vec::with_capacity(batch_len);
+        let mut read_error = None;
+        while batch.len() < batch_len {
+            match chunks.next_chunk() {
+                Ok(Some(c)) => batch.push(c),
+                Ok(None) => break,
+                Err(e) => {
+                    let at = batch.last().map_or(0, |c| c.offset + c.data.len() as u64);
+                    read_error = Some(format!("{name}: read error after byte {at}: {e}"));
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() && read_error.is_none() {
+            return Ok(());
+        }
+        let results: Vec<(Vec<u8>, ScanStats)> = pool.install(|| {
+            batch
+                .par_iter()
+                .map(|c| scan_chunk(snap, c, args, file_path.as_deref()))
+                .collect()
+        });
+        for (bytes, stats) in &results {
+            out.write_all(bytes).map_err(InputError::Output)?;
+            total.merge(stats);
+        }
+        if let Some(p) = progress {
+            p.inc(batch.iter().map(|c| c.data.len() as u64).sum());
+        }
+        if let Some(msg) = read_error {
+            return Err(InputError::Input(msg));
+        }
+    }
+}
+
+fn scan_chunk(snap: &Snapshot, chunk: &Chunk, args: &ScanArgs, path: Option<&str>) -> (Vec<u8>, ScanStats) {
+    let mut out = Vec::new();
+    let mut stats = ScanStats {
+        truncated_lines: chunk.truncated,
+        ..Default::default()
+    };
+    for_each_line(
+        snap,
+        &chunk.data,
+        args.max_line_bytes,
+        &mut stats,
+        |pos, line, hits| match args.output {
+            OutputFormat::Json => {
+                let doc = ecs::hit_document(snap, line, chunk.offset + pos as u64, path, hits);
+                serde_json::to_writer(&mut out, &doc).expect("JSON to a Vec cannot fail");
+                out.push(b'\n');
+            }
+            OutputFormat::Lines => {
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+            OutputFormat::Count => {}
+        },
+    );
+    (out, stats)
+}
+
+fn progress_bar(inputs: &[PathBuf]) -> Option<indicatif::ProgressBar> {
+    if !io::stderr().is_terminal() || inputs.iter().any(|p| p.as_os_str() == "-") {
+        return None;
+    }
+    let total: u64 = inputs
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+fn print_stats(total: &ScanStats, secs: f64) {
+    let mb = total.bytes as f64 / 1e6;
+    eprintln!(
+        "lines: {}  bytes: {}  lines with hits: {}  truncated lines: {}  elapsed: {:.3}s  {:.1} MB/s",
+        total.lines,
+        total.bytes,
+        total.lines_with_hits,
+        total.truncated_lines,
+        secs,
+        if secs > 0.0 { mb / secs } else { 0.0 }
+    );
+    for (k, n) in &total.hits {
+        eprintln!("hits {}: {n}", k.as_str());
+    }
+}

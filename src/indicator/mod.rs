@@ -1,0 +1,314 @@
+//! The indicator model: what an IOC is once it has been refanged, normalised and validated.
+//!
+//! Everything here is pure. Loaders turn bytes into [`RawAttribute`]s; [`normalize`] turns one attribute into
+//! zero or more [`Value`]s (or rejects it with a reason); [`IndicatorSet`] merges duplicates so the snapshot
+//! sees each value once.
+
+mod normalize;
+mod refang;
+
+pub use normalize::{classify_plain, normalize_attribute, AttributeOutcome, RejectReason, Rejected};
+pub(crate) use normalize::{is_email_local_byte, is_host_byte};
+pub use refang::refang;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The kind of an indicator, as counted in reports and metrics.
+///
+/// IP networks and ranges count under their address family, since they are matched by the same structure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Domain,
+    Hostname,
+    Ipv4,
+    Ipv6,
+    Url,
+    Email,
+    Md5,
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Kind {
+    /// Every kind, in report order.
+    pub const ALL: [Kind; 12] = [
+        Kind::Domain,
+        Kind::Hostname,
+        Kind::Ipv4,
+        Kind::Ipv6,
+        Kind::Url,
+        Kind::Email,
+        Kind::Md5,
+        Kind::Sha1,
+        Kind::Sha224,
+        Kind::Sha256,
+        Kind::Sha384,
+        Kind::Sha512,
+    ];
+
+    /// The short name used in reports, metrics labels and `--types` filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Domain => "domain",
+            Kind::Hostname => "hostname",
+            Kind::Ipv4 => "ipv4",
+            Kind::Ipv6 => "ipv6",
+            Kind::Url => "url",
+            Kind::Email => "email",
+            Kind::Md5 => "md5",
+            Kind::Sha1 => "sha1",
+            Kind::Sha224 => "sha224",
+            Kind::Sha256 => "sha256",
+            Kind::Sha384 => "sha384",
+            Kind::Sha512 => "sha512",
+        }
+    }
+
+    /// The ECS `threat.indicator.type` value (a STIX 2 cyber-observable name).
+    pub fn ecs_type(self) -> &'static str {
+        match self {
+            Kind::Domain | Kind::Hostname => "domain-name",
+            Kind::Ipv4 => "ipv4-addr",
+            Kind::Ipv6 => "ipv6-addr",
+            Kind::Url => "url",
+            Kind::Email => "email-addr",
+            _ => "file",
+        }
+    }
+
+    /// The hash kind whose hex digest has `len` characters, if any.
+    pub fn hash_for_len(len: usize) -> Option<Kind> {
+        Some(match len {
+            32 => Kind::Md5,
+            40 => Kind::Sha1,
+            56 => Kind::Sha224,
+            64 => Kind::Sha256,
+            96 => Kind::Sha384,
+            128 => Kind::Sha512,
+            _ => return None,
+        })
+    }
+
+    /// The hex length of a hash kind; `None` for other kinds.
+    pub fn hash_len(self) -> Option<usize> {
+        Some(match self {
+            Kind::Md5 => 32,
+            Kind::Sha1 => 40,
+            Kind::Sha224 => 56,
+            Kind::Sha256 => 64,
+            Kind::Sha384 => 96,
+            Kind::Sha512 => 128,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A normalised indicator value: the form that is matched and deduplicated.
+///
+/// Strings are already lower-cased where the matching rule is case-insensitive, so equality here is
+/// equality under the matching rules.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Value {
+    /// Matches a host token equal to it or ending with `.` plus it.
+    Domain(String),
+    /// Matches only a host token equal to it.
+    Hostname(String),
+    /// A single address or a network (host bits cleared; `/32` and `/128` are single addresses).
+    Net(IpNet),
+    /// An inclusive address range that is not one CIDR network.
+    Range(IpAddr, IpAddr),
+    /// A URL without its scheme: the lower-cased host and the rest (port, path, query) exactly as given.
+    Url { host: String, rest: String },
+    /// A whole e-mail address, lower-cased.
+    Email(String),
+    /// A lower-case hex digest; the kind follows from its length.
+    Hash(Kind, String),
+}
+
+impl Value {
+    /// The kind this value is counted and reported as.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Domain(_) => Kind::Domain,
+            Value::Hostname(_) => Kind::Hostname,
+            Value::Net(IpNet::V4(_)) | Value::Range(IpAddr::V4(_), _) => Kind::Ipv4,
+            Value::Net(IpNet::V6(_)) | Value::Range(IpAddr::V6(_), _) => Kind::Ipv6,
+            Value::Url { .. } => Kind::Url,
+            Value::Email(_) => Kind::Email,
+            Value::Hash(k, _) => *k,
+        }
+    }
+
+    /// The indicator as normalised at load: what ECS `threat.indicator.name` and exports show.
+    pub fn name(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Domain(s) | Value::Hostname(s) | Value::Email(s) | Value::Hash(_, s) => f.write_str(s),
+            Value::Net(net) if net.prefix_len() == net.max_prefix_len() => write!(f, "{}", net.addr()),
+            Value::Net(net) => write!(f, "{net}"),
+            Value::Range(a, b) => write!(f, "{a}-{b}"),
+            Value::Url { host, rest } => write!(f, "{host}{rest}"),
+        }
+    }
+}
+
+/// The MISP event an attribute belongs to; shared by all of its indicators to keep memory per indicator low.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EventMeta {
+    pub id: Option<String>,
+    pub uuid: Option<String>,
+    pub info: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Where an indicator came from, carried into every hit so an analyst can go back to MISP.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub event: Arc<EventMeta>,
+    pub attribute_uuid: Option<String>,
+    pub category: Option<String>,
+    pub misp_type: String,
+    /// Attribute-level tags (event tags live in `event.tags`).
+    pub tags: Vec<String>,
+    /// MISP `timestamp` of the attribute, in Unix seconds, when known.
+    pub timestamp: Option<i64>,
+    /// The file and position (line, or JSON path) it was read from.
+    pub location: Arc<str>,
+}
+
+impl Provenance {
+    /// Event tags then attribute tags, without repeats: the tags a hit carries.
+    pub fn all_tags(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::with_capacity(self.event.tags.len() + self.tags.len());
+        for t in self.event.tags.iter().chain(self.tags.iter()) {
+            if !out.contains(&t.as_str()) {
+                out.push(t);
+            }
+        }
+        out
+    }
+}
+
+/// One validated indicator with its provenance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Indicator {
+    pub value: Value,
+    pub provenance: Provenance,
+    /// How many other sources gave the same value and were merged into this one.
+    pub merged: u32,
+}
+
+/// Load-time policy: which attributes to keep and how broad a network may be.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Load attributes without `to_ids` and soft-deleted ones too.
+    pub include_all: bool,
+    /// Shortest IPv4 prefix accepted; anything broader is rejected as over-broad.
+    pub min_v4_prefix: u8,
+    /// Shortest IPv6 prefix accepted.
+    pub min_v6_prefix: u8,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            include_all: false,
+            min_v4_prefix: 8,
+            min_v6_prefix: 24,
+        }
+    }
+}
+
+/// A deduplicated set of indicators: the input to a snapshot build.
+///
+/// The first source of a value wins its provenance; later ones only add their tags and bump `merged`.
+#[derive(Debug, Default, Clone)]
+pub struct IndicatorSet {
+    indicators: Vec<Indicator>,
+    index: HashMap<Value, usize>,
+    duplicates: BTreeMap<Kind, usize>,
+}
+
+impl IndicatorSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an indicator, merging it into an earlier one with the same value. Returns false for a duplicate.
+    pub fn insert(&mut self, ind: Indicator) -> bool {
+        if let Some(&i) = self.index.get(&ind.value) {
+            let kept = &mut self.indicators[i];
+            kept.merged += 1;
+            for t in ind.provenance.all_tags() {
+                if !kept.provenance.all_tags().contains(&t) {
+                    kept.provenance.tags.push(t.to_string());
+                }
+            }
+            *self.duplicates.entry(ind.value.kind()).or_default() += 1;
+            return false;
+        }
+        self.index.insert(ind.value.clone(), self.indicators.len());
+        self.indicators.push(ind);
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.indicators.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indicators.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Indicator> {
+        self.indicators.iter()
+    }
+
+    /// Duplicates merged per kind.
+    pub fn duplicates(&self) -> &BTreeMap<Kind, usize> {
+        &self.duplicates
+    }
+
+    /// Loaded indicators per kind.
+    pub fn counts(&self) -> BTreeMap<Kind, usize> {
+        let mut m = BTreeMap::new();
+        for i in &self.indicators {
+            *m.entry(i.value.kind()).or_default() += 1;
+        }
+        m
+    }
+
+    pub fn into_vec(self) -> Vec<Indicator> {
+        self.indicators
+    }
+}
+
+impl FromIterator<Indicator> for IndicatorSet {
+    fn from_iter<T: IntoIterator<Item = Indicator>>(iter: T) -> Self {
+        let mut s = IndicatorSet::new();
+        for i in iter {
+            s.insert(i);
+        }
+        s
+    }
+}

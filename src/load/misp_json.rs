@@ -1,0 +1,240 @@
+//! MISP JSON: restSearch attribute responses (wrapped or not), event exports (with objects) and lists of either.
+
+use super::{lenient_bool, lenient_string, LoadError, Loader, RawAttribute};
+use crate::indicator::{EventMeta, Provenance};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    let root: Value = serde_json::from_slice(bytes).map_err(|e| LoadError::Json {
+        path: name.to_string(),
+        line: e.line(),
+        column: e.column(),
+        msg: e.to_string(),
+    })?;
+    walk(loader, name, &root, "")
+}
+
+fn walk(loader: &mut Loader, name: &str, v: &Value, path: &str) -> Result<(), LoadError> {
+    match v {
+        Value::Object(o) => {
+            if let Some(r) = o.get("response") {
+                return walk(loader, name, r, &format!("{path}/response"));
+            }
+            if let Some(Value::Object(ev)) = o.get("Event") {
+                load_event(loader, name, ev, &format!("{path}/Event"));
+                return Ok(());
+            }
+            if o.contains_key("info") && (o.contains_key("Attribute") || o.contains_key("Object")) {
+                load_event(loader, name, o, path);
+                return Ok(());
+            }
+            if let Some(Value::Array(attrs)) = o.get("Attribute") {
+                load_attributes(loader, name, attrs, None, &format!("{path}/Attribute"));
+                return Ok(());
+            }
+            if o.contains_key("type") && o.contains_key("value") {
+                load_attributes(loader, name, std::slice::from_ref(v), None, path);
+                return Ok(());
+            }
+            Err(LoadError::Format {
+                path: name.to_string(),
+                msg: format!(
+                    "JSON at {} is neither a MISP attribute list nor an event",
+                    if path.is_empty() { "/" } else { path }
+                ),
+            })
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("{path}/{i}");
+                match item {
+                    Value::Object(o) if o.contains_key("Event") || o.contains_key("info") => {
+                        walk(loader, name, item, &p)?
+                    }
+                    _ => load_attributes(loader, name, std::slice::from_ref(item), None, &p),
+                }
+            }
+            Ok(())
+        }
+        _ => Err(LoadError::Format {
+            path: name.to_string(),
+            msg: "JSON document is not an object or a list".into(),
+        }),
+    }
+}
+
+fn load_event(loader: &mut Loader, name: &str, ev: &Map<String, Value>, path: &str) {
+    let meta = Arc::new(event_meta(ev));
+    if let Some(Value::Array(attrs)) = ev.get("Attribute") {
+        load_attributes(loader, name, attrs, Some(&meta), &format!("{path}/Attribute"));
+    }
+    if let Some(Value::Array(objs)) = ev.get("Object") {
+        for (i, obj) in objs.iter().enumerate() {
+            if let Some(Value::Array(attrs)) = obj.get("Attribute") {
+                load_attributes(
+                    loader,
+                    name,
+                    attrs,
+                    Some(&meta),
+                    &format!("{path}/Object/{i}/Attribute"),
+                );
+            }
+        }
+    }
+}
+
+fn event_meta(ev: &Map<String, Value>) -> EventMeta {
+    EventMeta {
+        id: ev.get("id").and_then(lenient_string),
+        uuid: ev.get("uuid").and_then(lenient_string),
+        info: ev.get("info").and_then(lenient_string),
+        tags: tag_names(ev.get("Tag")),
+    }
+}
+
+fn tag_names(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(tags)) => tags
+            .iter()
+            .filter_map(|t| match t {
+                Value::Object(o) => o.get("name").and_then(lenient_string),
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn load_attributes(loader: &mut Loader, name: &str, attrs: &[Value], event: Option<&Arc<EventMeta>>, path: &str) {
+    for (i, a) in attrs.iter().enumerate() {
+        let p = if attrs.len() == 1 && !path.ends_with("Attribute") {
+            path.to_string()
+        } else {
+            format!("{path}/{i}")
+        };
+        let location = format!("{name}#{p}");
+        match a {
+            Value::Object(o) => match attribute_from_json(o, event.cloned(), &location) {
+                Ok(raw) => loader.add_attribute(raw),
+                Err(msg) => loader.stats.warnings.push(format!("{location}: {msg}")),
+            },
+            _ => loader
+                .stats
+                .warnings
+                .push(format!("{location}: attribute is not a JSON object")),
+        }
+    }
+}
+
+/// Reads one MISP attribute object, tolerating every typing quirk MISP emits (string or numeric ids, `0`/`1` or
+/// boolean flags, absent `Tag`). `event` is the enclosing event, if the attribute came inside one; otherwise the
+/// attribute's own `Event` sub-object (restSearch) is used.
+pub fn attribute_from_json(
+    o: &Map<String, Value>,
+    event: Option<Arc<EventMeta>>,
+    location: &str,
+) -> Result<RawAttribute, String> {
+    let misp_type = o.get("type").and_then(lenient_string).ok_or("attribute has no type")?;
+    let value = o
+        .get("value")
+        .and_then(lenient_string)
+        .ok_or_else(|| format!("{misp_type} attribute has no value"))?;
+    let event = event.unwrap_or_else(|| {
+        let mut meta = match o.get("Event") {
+            Some(Value::Object(ev)) => event_meta(ev),
+            _ => EventMeta::default(),
+        };
+        if meta.id.is_none() {
+            meta.id = o.get("event_id").and_then(lenient_string);
+        }
+        if meta.uuid.is_none() {
+            meta.uuid = o.get("event_uuid").and_then(lenient_string);
+        }
+        Arc::new(meta)
+    });
+    Ok(RawAttribute {
+        to_ids: o.get("to_ids").and_then(lenient_bool).unwrap_or(true),
+        deleted: o.get("deleted").and_then(lenient_bool).unwrap_or(false),
+        provenance: Provenance {
+            event,
+            attribute_uuid: o.get("uuid").and_then(lenient_string),
+            category: o.get("category").and_then(lenient_string),
+            misp_type: misp_type.clone(),
+            tags: tag_names(o.get("Tag")),
+            timestamp: o.get("timestamp").and_then(lenient_string).and_then(|t| t.parse().ok()),
+            location: location.into(),
+        },
+        misp_type,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::indicator::Policy;
+    use crate::load::Loader;
+
+    fn names(json: &str, policy: Policy) -> Vec<String> {
+        let mut l = Loader::new(policy);
+        l.load_bytes("t.json", json.as_bytes()).unwrap();
+        l.finish().0.iter().map(|i| i.value.name()).collect()
+    }
+
+    #[test]
+    fn every_restsearch_wrapping_loads() {
+        let a = r#"{"type":"domain","value":"evil.com","to_ids":true}"#;
+        for doc in [
+            format!(r#"{{"response":{{"Attribute":[{a}]}}}}"#),
+            format!(r#"{{"Attribute":[{a}]}}"#),
+            format!("[{a}]"),
+        ] {
+            assert_eq!(names(&doc, Policy::default()), ["evil.com"], "{doc}");
+        }
+    }
+
+    #[test]
+    fn events_with_objects_and_lists_of_events_load() {
+        let doc = r#"{"response":[{"Event":{"id":"1","uuid":"e1","info":"x","Tag":[{"name":"tlp:amber"}],
+            "Attribute":[{"type":"ip-dst","value":"1.2.3.4","to_ids":"1","uuid":"a1"}],
+            "Object":[{"Attribute":[{"type":"md5","value":"D41D8CD98F00B204E9800998ECF8427E","to_ids":1}]}]}},
+            {"Event":{"info":"y","Attribute":[{"type":"url","value":"http://evil.com/x","to_ids":true}]}}]}"#;
+        assert_eq!(
+            names(doc, Policy::default()),
+            ["1.2.3.4", "d41d8cd98f00b204e9800998ecf8427e", "evil.com/x"]
+        );
+    }
+
+    #[test]
+    fn to_ids_and_deleted_filter_unless_all() {
+        let doc = r#"[{"type":"domain","value":"a.com","to_ids":"0"},
+                      {"type":"domain","value":"b.com","to_ids":1,"deleted":"1"},
+                      {"type":"domain","value":"c.com","to_ids":0,"deleted":false}]"#;
+        assert!(names(doc, Policy::default()).is_empty());
+        let all = Policy {
+            include_all: true,
+            ..Policy::default()
+        };
+        assert_eq!(names(doc, all), ["a.com", "b.com", "c.com"]);
+    }
+
+    #[test]
+    fn numeric_ids_and_microsecond_first_seen_load() {
+        let doc = r#"{"Attribute":[{"id":12,"event_id":3,"type":"domain","value":"q.com","to_ids":true,
+            "timestamp":1456957949,"first_seen":"2019-06-13T15:56:56.000000+00:00","Event":{"id":3,"uuid":"u"}}]}"#;
+        let mut l = Loader::new(Policy::default());
+        l.load_bytes("t.json", doc.as_bytes()).unwrap();
+        let (set, _) = l.finish();
+        let ind = set.iter().next().unwrap();
+        assert_eq!(ind.provenance.event.id.as_deref(), Some("3"));
+        assert_eq!(ind.provenance.timestamp, Some(1456957949));
+    }
+
+    #[test]
+    fn invalid_json_names_file_line_and_column() {
+        let mut l = Loader::new(Policy::default());
+        let e = l.load_bytes("bad.json", b"{\n\"Attribute\": [,]}").unwrap_err();
+        assert!(e.to_string().starts_with("bad.json: invalid JSON at line 2"), "{e}");
+    }
+}

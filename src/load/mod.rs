@@ -1,0 +1,284 @@
+//! Loaders: MISP restSearch JSON, MISP event exports, MISP JSON feed directories, MISP CSV and plain lists.
+//!
+//! The format is sniffed from the content, not the file name. Parsing is pure over bytes ([`Loader::load_bytes`]);
+//! only [`Loader::load_path`] touches the file system. Every attribute passes the same policy filter
+//! (`to_ids`, `deleted`), normalisation and validation, and each rejection remembers where it came from.
+
+mod feed;
+mod misp_csv;
+mod misp_json;
+mod plain;
+
+use crate::indicator::{
+    normalize_attribute, AttributeOutcome, Indicator, IndicatorSet, Policy, Provenance, RejectReason,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub use misp_json::attribute_from_json;
+
+/// A whole source could not be read or parsed. Single bad attributes are not errors: they are rejections.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON at line {line}, column {column}: {msg}")]
+    Json {
+        path: String,
+        line: usize,
+        column: usize,
+        msg: String,
+    },
+    #[error("{path}: {msg}")]
+    Format { path: String, msg: String },
+}
+
+impl LoadError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// One MISP attribute as read from any source, before policy and normalisation.
+#[derive(Clone, Debug, Default)]
+pub struct RawAttribute {
+    pub misp_type: String,
+    pub value: String,
+    pub to_ids: bool,
+    pub deleted: bool,
+    pub provenance: Provenance,
+}
+
+/// A rejected value and where it came from.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    pub misp_type: String,
+    pub value: String,
+    pub reason: RejectReason,
+    pub detail: String,
+    pub location: String,
+}
+
+/// Counts for one MISP type.
+#[derive(Clone, Debug, Default)]
+pub struct TypeStats {
+    pub loaded: usize,
+    pub duplicates: usize,
+    pub rejected: BTreeMap<RejectReason, usize>,
+}
+
+/// What a load did: counts per MISP type, rejections with examples, unsupported types and skips.
+#[derive(Clone, Debug, Default)]
+pub struct LoadStats {
+    pub by_type: BTreeMap<String, TypeStats>,
+    pub unsupported: BTreeMap<String, usize>,
+    pub skipped_not_ids: usize,
+    pub skipped_deleted: usize,
+    /// The first few rejections for each (type, reason), for reports.
+    pub examples: BTreeMap<(String, RejectReason), Vec<Rejection>>,
+    /// Non-fatal problems with a part of a source (e.g. a feed event file that is missing).
+    pub warnings: Vec<String>,
+}
+
+impl LoadStats {
+    /// Rejections per reason over all types.
+    pub fn rejected_by_reason(&self) -> BTreeMap<RejectReason, usize> {
+        let mut m = BTreeMap::new();
+        for t in self.by_type.values() {
+            for (r, n) in &t.rejected {
+                *m.entry(*r).or_default() += n;
+            }
+        }
+        m
+    }
+
+    pub fn total_rejected(&self) -> usize {
+        self.rejected_by_reason().values().sum()
+    }
+}
+
+const EXAMPLES_PER_REASON: usize = 3;
+
+/// Accumulates indicators from any number of sources into one deduplicated set.
+#[derive(Debug, Default)]
+pub struct Loader {
+    policy: Policy,
+    set: IndicatorSet,
+    stats: LoadStats,
+}
+
+impl Loader {
+    pub fn new(policy: Policy) -> Self {
+        Loader {
+            policy,
+            ..Default::default()
+        }
+    }
+
+    /// Applies policy, normalisation and validation to one attribute and records the outcome.
+    pub fn add_attribute(&mut self, raw: RawAttribute) {
+        let mtype = raw.misp_type.trim().to_ascii_lowercase();
+        if raw.deleted && !self.policy.include_all {
+            self.stats.skipped_deleted += 1;
+            return;
+        }
+        if !raw.to_ids && !self.policy.include_all {
+            self.stats.skipped_not_ids += 1;
+            return;
+        }
+        let parts = match normalize_attribute(&mtype, &raw.value, &self.policy) {
+            AttributeOutcome::Unsupported => {
+                *self.stats.unsupported.entry(mtype).or_default() += 1;
+                return;
+            }
+            AttributeOutcome::Parts(p) => p,
+        };
+        for part in parts {
+            let ts = self.stats.by_type.entry(mtype.clone()).or_default();
+            match part {
+                Ok(value) => {
+                    let added = self.set.insert(Indicator {
+                        value,
+                        provenance: raw.provenance.clone(),
+                        merged: 0,
+                    });
+                    if added {
+                        ts.loaded += 1;
+                    } else {
+                        ts.duplicates += 1;
+                    }
+                }
+                Err(e) => {
+                    *ts.rejected.entry(e.reason).or_default() += 1;
+                    let ex = self.stats.examples.entry((mtype.clone(), e.reason)).or_default();
+                    if ex.len() < EXAMPLES_PER_REASON {
+                        ex.push(Rejection {
+                            misp_type: mtype.clone(),
+                            value: raw.value.clone(),
+                            reason: e.reason,
+                            detail: e.detail,
+                            location: raw.provenance.location.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads one source from its bytes; `name` is used in every location and error.
+    pub fn load_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        match first {
+            None => Ok(()),
+            Some(b'{') | Some(b'[') => misp_json::load(self, name, bytes),
+            _ if misp_csv::looks_like_csv(bytes) => misp_csv::load(self, name, bytes),
+            _ => plain::load(self, name, bytes),
+        }
+    }
+
+    /// Loads a file (format sniffed) or a MISP feed directory (`manifest.json` plus `<uuid>.json`).
+    pub fn load_path(&mut self, path: &Path) -> Result<(), LoadError> {
+        let _span = tracing::info_span!("load", path = %path.display()).entered();
+        if path.is_dir() {
+            return feed::load_dir(self, path);
+        }
+        let bytes = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
+        let bytes = maybe_gunzip(path, bytes)?;
+        self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    pub fn stats(&self) -> &LoadStats {
+        &self.stats
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The deduplicated indicators and the load report.
+    pub fn finish(self) -> (IndicatorSet, LoadStats) {
+        (self.set, self.stats)
+    }
+}
+
+fn maybe_gunzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, LoadError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut out)
+        .map_err(|e| LoadError::io(path, e))?;
+    Ok(out)
+}
+
+/// Loads every path into one set: the common entry point of `scan`, `check` and `export`.
+pub fn load_paths(paths: &[PathBuf], policy: Policy) -> Result<(IndicatorSet, LoadStats), LoadError> {
+    let mut loader = Loader::new(policy);
+    for p in paths {
+        loader.load_path(p)?;
+    }
+    Ok(loader.finish())
+}
+
+/// Lenient boolean: `true`/`false`, `0`/`1`, `"0"`/`"1"`, `"true"`/`"false"` (MISP emits all of them).
+pub(crate) fn lenient_bool(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::Number(n) => n.as_i64().map(|i| i != 0),
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => Some(true),
+            "0" | "false" | "no" | "" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Lenient string: ids and timestamps arrive as strings or numbers.
+pub(crate) fn lenient_string(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_bool_accepts_every_misp_spelling() {
+        use serde_json::json;
+        for t in [json!(true), json!(1), json!("1"), json!("true")] {
+            assert_eq!(lenient_bool(&t), Some(true), "{t}");
+        }
+        for f in [json!(false), json!(0), json!("0"), json!("false")] {
+            assert_eq!(lenient_bool(&f), Some(false), "{f}");
+        }
+        assert_eq!(lenient_bool(&json!(null)), None);
+    }
+
+    #[test]
+    fn format_is_sniffed_from_content() {
+        let mut l = Loader::new(Policy::default());
+        l.load_bytes("a.json", br#"[{"type":"domain","value":"evil.com","to_ids":"1"}]"#)
+            .unwrap();
+        l.load_bytes("b.csv", b"uuid,event_id,category,type,value,comment,to_ids,date\nu1,1,Network activity,ip-dst,1.2.3.4,,1,1418217066\n")
+            .unwrap();
+        l.load_bytes("c.txt", b"# comment\nbad.example.org\n\n5.6.7.8\n")
+            .unwrap();
+        let (set, _) = l.finish();
+        let names: Vec<String> = set.iter().map(|i| i.value.name()).collect();
+        assert_eq!(names, ["evil.com", "1.2.3.4", "bad.example.org", "5.6.7.8"]);
+    }
+}

@@ -1,0 +1,291 @@
+//! Matching one line against a snapshot: the contract of the matching rules lives here.
+//!
+//! One pass splits the line into host tokens (maximal runs of `[A-Za-z0-9._-]`). Each token with a dot is walked
+//! once right to left, hashing as it goes, and every label suffix is probed in the host table; dotted quads inside
+//! it are parsed as IPv4; alphanumeric runs of a digest's length are probed as hashes. IPv6 needs `:` and is found in
+//! a second pass only over lines that have a colon.
+
+use crate::indicator::{is_email_local_byte, is_host_byte, Kind};
+use crate::snapshot::ids::NONE;
+use crate::snapshot::keys::{hash_key, RevHasher};
+use crate::snapshot::Snapshot;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// One indicator found in a line, with the byte span of the text that matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub indicator: u32,
+    pub start: u32,
+    pub end: u32,
+}
+
+static HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = is_host_byte(i as u8);
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
+fn push(hits: &mut Vec<Hit>, indicator: u32, start: usize, end: usize) {
+    if !hits.iter().any(|h| h.indicator == indicator) {
+        hits.push(Hit {
+            indicator,
+            start: start as u32,
+            end: end as u32,
+        });
+    }
+}
+
+/// Finds every distinct indicator in `line` (without its `\n`/`\r`). `hits` is cleared first and reused, so a
+/// caller scanning many lines allocates nothing.
+pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+    hits.clear();
+    let n = line.len();
+    let want_hashes = !snap.hashes.is_empty();
+    let want_v4 = snap.ips.has_v4();
+    let mut i = 0;
+    while i < n {
+        while i < n && !HOST[line[i] as usize] {
+            i += 1;
+        }
+        let start = i;
+        let mut dots = 0u32;
+        while i < n && HOST[line[i] as usize] {
+            dots += (line[i] == b'.') as u32;
+            i += 1;
+        }
+        if start == i {
+            break;
+        }
+        if want_hashes && i - start >= 32 {
+            hash_runs(snap, line, start, i, hits);
+        }
+        if dots == 0 {
+            continue;
+        }
+        let mut end = i;
+        while end > start && line[end - 1] == b'.' {
+            end -= 1;
+        }
+        if end == start {
+            continue;
+        }
+        if want_v4 && dots >= 3 {
+            ipv4_in_token(snap, line, start, end, hits);
+        }
+        host_suffixes(snap, line, start, end, hits);
+    }
+    if (want_v4 || snap.ips.has_v6()) && memchr::memchr(b':', line).is_some() {
+        ipv6_in_line(snap, line, hits);
+    }
+}
+
+/// Probes every label suffix that contains a dot, plus the whole token (hostnames, URLs and e-mails need it whole).
+#[inline]
+fn host_suffixes(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
+    let mut h = RevHasher::new();
+    let mut seen_dot = false;
+    let mut i = end;
+    while i > start {
+        i -= 1;
+        let b = line[i];
+        if b == b'.' {
+            if seen_dot && i + 1 < end {
+                if let Some(e) = snap.hosts.get(h.finish(), &line[i + 1..end]) {
+                    if e.domain != NONE {
+                        push(hits, e.domain, start, end);
+                    }
+                }
+            }
+            seen_dot = true;
+        }
+        h.push(b);
+    }
+    if !seen_dot {
+        return;
+    }
+    let Some(e) = snap.hosts.get(h.finish(), &line[start..end]) else {
+        return;
+    };
+    if e.domain != NONE {
+        push(hits, e.domain, start, end);
+    }
+    if e.hostname != NONE {
+        push(hits, e.hostname, start, end);
+    }
+    if let Some(x) = snap.hosts.extra_of(e) {
+        for (rest, id) in &x.urls {
+            if let Some(m_end) = url_rest_at(line, end, rest) {
+                push(hits, *id, start, m_end);
+            }
+        }
+        if snap.has_emails && start > 0 && line[start - 1] == b'@' && !x.emails.is_empty() {
+            let at = start - 1;
+            let mut ls = at;
+            while ls > 0 && is_email_local_byte(line[ls - 1]) {
+                ls -= 1;
+            }
+            let local = &line[ls..at];
+            for (want, id) in &x.emails {
+                if !local.is_empty() && local.eq_ignore_ascii_case(want) {
+                    push(hits, *id, ls, end);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes that continue a URL: after a match, one of these means the line's URL is longer than the indicator.
+#[inline]
+fn continues_url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%')
+}
+
+/// Where the URL indicator's rest ends if it follows the host at `pos`, comparing exactly (a JSON-escaped `\/` in the
+/// line stands for `/`), and only if the next byte does not continue the URL.
+#[inline]
+fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
+    let mut j = pos;
+    for &rb in rest {
+        match line.get(j) {
+            Some(&lb) if lb == rb => j += 1,
+            Some(b'\\') if rb == b'/' && line.get(j + 1) == Some(&b'/') => j += 2,
+            _ => return None,
+        }
+    }
+    match line.get(j) {
+        Some(&b) if continues_url(b) => None,
+        _ => Some(j),
+    }
+}
+
+/// Hex runs of exactly a digest's length that touch no other alphanumeric byte.
+#[inline]
+fn hash_runs(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
+    let mut j = start;
+    while j < end {
+        while j < end && !line[j].is_ascii_alphanumeric() {
+            j += 1;
+        }
+        let s = j;
+        let mut hex = true;
+        while j < end && line[j].is_ascii_alphanumeric() {
+            hex &= line[j].is_ascii_hexdigit();
+            j += 1;
+        }
+        if hex && Kind::hash_for_len(j - s).is_some() {
+            let run = &line[s..j];
+            if let Some(&id) = snap.hashes.get(hash_key(run), run) {
+                push(hits, id, s, j);
+            }
+        }
+    }
+}
+
+/// Parses a dotted quad at `j`: four maximal digit runs of 1-3 digits, no leading zero, each at most 255.
+#[inline]
+fn parse_quad(line: &[u8], mut j: usize, end: usize) -> Option<(Ipv4Addr, usize)> {
+    let mut octets = [0u8; 4];
+    for (k, o) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if j >= end || line[j] != b'.' {
+                return None;
+            }
+            j += 1;
+        }
+        let s = j;
+        let mut v: u32 = 0;
+        while j < end && line[j].is_ascii_digit() {
+            v = v * 10 + (line[j] - b'0') as u32;
+            j += 1;
+            if j - s > 3 {
+                return None;
+            }
+        }
+        if j == s || v > 255 || (j - s > 1 && line[s] == b'0') {
+            return None;
+        }
+        *o = v as u8;
+    }
+    Some((Ipv4Addr::from(octets), j))
+}
+
+/// Dotted quads inside a host token that touch neither a digit nor a dot followed by a digit on either side.
+#[inline]
+fn ipv4_in_token(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
+    let digit = |k: usize| line.get(k).is_some_and(u8::is_ascii_digit);
+    let mut j = start;
+    while j < end {
+        if line[j].is_ascii_digit() && (j == start || !line[j - 1].is_ascii_digit()) {
+            let left_ok = !(j >= 2 && line[j - 1] == b'.' && digit(j - 2));
+            if left_ok {
+                if let Some((a, k)) = parse_quad(line, j, end) {
+                    let right_ok = !(line.get(k) == Some(&b'.') && digit(k + 1));
+                    if right_ok {
+                        snap.ips.lookup_v4(a, |id| push(hits, id, j, k));
+                    }
+                    j = k;
+                    continue;
+                }
+            }
+        }
+        j += 1;
+    }
+}
+
+#[inline]
+fn is_v6_byte(b: u8) -> bool {
+    b.is_ascii_hexdigit() || b == b':' || b == b'.'
+}
+
+/// IPv6 in any textual form: runs of hex, `:` and `.` with at least two colons, not glued to other alphanumerics.
+/// A zone id (`%eth0`) or brackets around the address do not prevent a match; MAC addresses and clock times do not
+/// parse as IPv6 and so never match.
+fn ipv6_in_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+    let n = line.len();
+    let mut pos = 0;
+    while let Some(off) = memchr::memchr(b':', &line[pos..]) {
+        let c = pos + off;
+        let mut s = c;
+        while s > 0 && is_v6_byte(line[s - 1]) {
+            s -= 1;
+        }
+        let mut e = c + 1;
+        while e < n && is_v6_byte(line[e]) {
+            e += 1;
+        }
+        pos = e;
+        if (s > 0 && line[s - 1].is_ascii_alphanumeric()) || (e < n && line[e].is_ascii_alphanumeric()) {
+            continue;
+        }
+        let mut run = &line[s..e];
+        while let [rest @ .., b'.'] = run {
+            run = rest;
+        }
+        if run.len() > 45 || run.iter().filter(|b| **b == b':').count() < 2 {
+            continue;
+        }
+        let parsed = parse_v6(run).or_else(|| match run {
+            [rest @ .., b':'] if !rest.ends_with(b":") => {
+                run = rest;
+                parse_v6(run)
+            }
+            _ => None,
+        });
+        let Some(a) = parsed else { continue };
+        let end = s + run.len();
+        snap.ips.lookup_v6(a, |id| push(hits, id, s, end));
+        if let Some(v4) = a.to_ipv4_mapped() {
+            snap.ips.lookup_v4(v4, |id| push(hits, id, s, end));
+        }
+    }
+}
+
+#[inline]
+fn parse_v6(run: &[u8]) -> Option<Ipv6Addr> {
+    std::str::from_utf8(run).ok()?.parse().ok()
+}

@@ -1,0 +1,7 @@
+//! Scanning: bytes → lines → tokens → hits. The hot loop lives here; it allocates nothing per line or token.
+
+mod line;
+mod lines;
+
+pub use line::{scan_line, Hit};
+pub use lines::{for_each_line, ScanStats};

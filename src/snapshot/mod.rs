@@ -1,0 +1,139 @@
+//! The immutable matcher snapshot: built once from a validated [`IndicatorSet`], then shared read-only by every
+//! scanning thread (`Send + Sync`, no interior mutability), and replaced whole when the indicator set changes.
+//!
+//! Structures, chosen by measurement (see the README's design section and `benches/structures.rs`):
+//! - host-keyed indicators (domains, hostnames, URL hosts, e-mail hosts): one hash table of lower-cased keys with a
+//!   Bloom prefilter, probed once per label suffix of each host token ([`hosts`]);
+//! - IP addresses, CIDRs and ranges: one hash map per prefix length ([`ips`]);
+//! - hashes: a hash table of lower-case hex ([`keys`]).
+
+pub mod hosts;
+pub mod ids;
+pub mod ips;
+pub mod keys;
+
+use crate::indicator::{Indicator, IndicatorSet, Kind, Value};
+use hosts::HostTable;
+use ips::IpTable;
+use keys::KeyTable;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A compiled, immutable indicator set.
+#[derive(Debug)]
+pub struct Snapshot {
+    version: u64,
+    built_at: SystemTime,
+    build_duration: Duration,
+    indicators: Vec<Indicator>,
+    counts: BTreeMap<Kind, usize>,
+    pub(crate) hosts: HostTable,
+    pub(crate) hashes: KeyTable<u32>,
+    pub(crate) ips: IpTable,
+    pub(crate) has_emails: bool,
+}
+
+impl Snapshot {
+    /// Compiles a snapshot. Cost: linear in the number of indicators (about 0.3 s per million on 2 cores here);
+    /// memory: the indicators plus roughly 40 bytes of index per host key.
+    pub fn build(set: IndicatorSet, version: u64) -> Snapshot {
+        let started = Instant::now();
+        let counts = set.counts();
+        let indicators = set.into_vec();
+        let host_keys = indicators
+            .iter()
+            .filter(|i| !matches!(i.value, Value::Net(_) | Value::Range(..) | Value::Hash(..)))
+            .count();
+        let mut hosts = HostTable::with_capacity(host_keys);
+        let mut hashes = KeyTable::with_capacity(indicators.len() - host_keys);
+        let mut ips = IpTable::default();
+        let mut has_emails = false;
+        for (id, ind) in indicators.iter().enumerate() {
+            let id = id as u32;
+            match &ind.value {
+                Value::Domain(d) => hosts.add_domain(d, id),
+                Value::Hostname(h) => hosts.add_hostname(h, id),
+                Value::Url { host, rest } => hosts.add_url(host, rest, id),
+                Value::Email(e) => {
+                    let (local, host) = e.rsplit_once('@').expect("validated e-mail");
+                    hosts.add_email(local, host, id);
+                    has_emails = true;
+                }
+                Value::Hash(_, h) => *hashes.entry_or_insert_with(h.as_bytes(), || id) = id,
+                Value::Net(n) => ips.add_net(*n, id),
+                Value::Range(a, b) => ips.add_range(*a, *b, id),
+            }
+        }
+        hosts.seal();
+        hashes.seal();
+        ips.seal();
+        Snapshot {
+            version,
+            built_at: SystemTime::now(),
+            build_duration: started.elapsed(),
+            indicators,
+            counts,
+            hosts,
+            hashes,
+            ips,
+            has_emails,
+        }
+    }
+
+    /// A snapshot that matches nothing: what a service serves before its first successful load.
+    pub fn empty() -> Snapshot {
+        Snapshot::build(IndicatorSet::new(), 0)
+    }
+
+    /// Monotonic version, carried into hits so a consumer knows which indicator set produced them.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn built_at(&self) -> SystemTime {
+        self.built_at
+    }
+
+    pub fn build_duration(&self) -> Duration {
+        self.build_duration
+    }
+
+    /// Indicators per kind.
+    pub fn counts(&self) -> &BTreeMap<Kind, usize> {
+        &self.counts
+    }
+
+    pub fn len(&self) -> usize {
+        self.indicators.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.indicators.is_empty()
+    }
+
+    /// The indicator a hit refers to.
+    pub fn indicator(&self, id: u32) -> &Indicator {
+        &self.indicators[id as usize]
+    }
+
+    pub fn indicators(&self) -> &[Indicator] {
+        &self.indicators
+    }
+
+    /// Bytes held by the matching structures (not the indicators' provenance), for sizing reports.
+    pub fn index_bytes(&self) -> usize {
+        self.hosts.heap_bytes() + self.hashes.heap_bytes() + self.ips.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn snapshot_is_send_and_sync() {
+        assert_send_sync::<Snapshot>();
+    }
+}

@@ -1,0 +1,178 @@
+//! Reading input in large chunks of whole lines, as ripgrep does, so scanning threads get big independent units and
+//! memory stays bounded whatever the input: a line longer than the cap is cut at the cap and the rest skipped.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+/// A run of whole lines and where it starts in its input.
+#[derive(Debug, Default, Clone)]
+pub struct Chunk {
+    /// Byte offset of `data[0]` in the input.
+    pub offset: u64,
+    pub data: Vec<u8>,
+    /// Lines in this chunk that were cut at the cap while reading (their tail was never buffered).
+    pub truncated: u64,
+}
+
+/// Splits a byte stream into [`Chunk`]s of about `target` bytes, ending on a line boundary.
+pub struct ChunkReader<R> {
+    inner: R,
+    pending: Vec<u8>,
+    offset: u64,
+    target: usize,
+    max_line: usize,
+    eof: bool,
+}
+
+const READ_SIZE: usize = 256 * 1024;
+
+impl<R: Read> ChunkReader<R> {
+    pub fn new(inner: R, target: usize, max_line: usize) -> Self {
+        ChunkReader {
+            inner,
+            pending: Vec::with_capacity(target + READ_SIZE),
+            offset: 0,
+            target: target.max(1),
+            max_line: max_line.max(1),
+            eof: false,
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        let len = self.pending.len();
+        self.pending.resize(len + READ_SIZE, 0);
+        let n = loop {
+            match self.inner.read(&mut self.pending[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.pending.truncate(len);
+                    return Err(e);
+                }
+            }
+        };
+        self.pending.truncate(len + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+
+    fn take(&mut self, upto: usize) -> Chunk {
+        let rest = self.pending.split_off(upto);
+        let data = std::mem::replace(&mut self.pending, rest);
+        let c = Chunk {
+            offset: self.offset,
+            data,
+            truncated: 0,
+        };
+        self.offset += upto as u64;
+        c
+    }
+
+    /// The next chunk, or `None` at the end of input. An I/O error leaves the reader at the failing position.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        while !self.eof && self.pending.len() < self.target {
+            self.fill()?;
+        }
+        loop {
+            if let Some(nl) = memchr::memrchr(b'\n', &self.pending) {
+                return Ok(Some(self.take(nl + 1)));
+            }
+            if self.eof {
+                if self.pending.is_empty() {
+                    return Ok(None);
+                }
+                let n = self.pending.len();
+                return Ok(Some(self.take(n)));
+            }
+            if self.pending.len() > self.max_line {
+                return self.cut_long_line().map(Some);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Emits the first `max_line` bytes of an over-long line and discards the rest of it without buffering it.
+    fn cut_long_line(&mut self) -> io::Result<Chunk> {
+        let mut chunk = Chunk {
+            offset: self.offset,
+            data: self.pending[..self.max_line].to_vec(),
+            truncated: 1,
+        };
+        self.offset += self.pending.len() as u64;
+        self.pending.clear();
+        loop {
+            if self.eof {
+                break;
+            }
+            self.fill()?;
+            if let Some(nl) = memchr::memchr(b'\n', &self.pending) {
+                self.offset += nl as u64 + 1;
+                self.pending.drain(..=nl);
+                break;
+            }
+            self.offset += self.pending.len() as u64;
+            self.pending.clear();
+        }
+        chunk.data.push(b'\n');
+        Ok(chunk)
+    }
+}
+
+/// Opens a file, or stdin for `-`, decompressing gzip when the content starts with the gzip magic bytes.
+pub fn open_input(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
+        Box::new(io::stdin())
+    } else {
+        Box::new(File::open(path)?)
+    };
+    let mut peek = io::BufReader::with_capacity(READ_SIZE, raw);
+    let is_gz = io::BufRead::fill_buf(&mut peek)?.starts_with(&[0x1f, 0x8b]);
+    if is_gz {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(peek)))
+    } else {
+        Ok(Box::new(peek))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(input: &[u8], target: usize, max_line: usize) -> Vec<Chunk> {
+        let mut r = ChunkReader::new(input, target, max_line);
+        let mut v = Vec::new();
+        while let Some(c) = r.next_chunk().unwrap() {
+            v.push(c);
+        }
+        v
+    }
+
+    #[test]
+    fn chunks_end_on_line_boundaries_and_keep_offsets() {
+        let input = b"aaa\nbbb\nccc\nddd";
+        let cs = chunks(input, 5, 100);
+        let joined: Vec<u8> = cs.iter().flat_map(|c| c.data.clone()).collect();
+        assert_eq!(joined, input);
+        for c in &cs {
+            assert_eq!(&input[c.offset as usize..c.offset as usize + c.data.len()], &c.data[..]);
+        }
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_rest_skipped_with_offsets_intact() {
+        let mut input = b"short\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 1_000_000));
+        input.extend(b"\nafter\n");
+        let cs = chunks(&input, 16, 1000);
+        let cut = cs.iter().find(|c| c.truncated == 1).unwrap();
+        assert_eq!(cut.offset, 6);
+        assert_eq!(cut.data.len(), 1001);
+        let last = cs.last().unwrap();
+        assert_eq!(&last.data[..], b"after\n");
+        assert_eq!(last.offset as usize, input.len() - 6);
+        assert!(cs.iter().all(|c| c.data.len() < 300_000));
+    }
+}
