@@ -1,0 +1,361 @@
+//! The `iocmatch` binary on the real fixtures, as a user runs it.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const SAMPLE: &str = "fixtures/iocs/sample-restsearch.json";
+
+fn iocmatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iocmatch"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run iocmatch")
+}
+
+fn iocmatch_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iocmatch"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect()
+}
+
+fn log(name: &str) -> String {
+    format!("fixtures/logs/{name}")
+}
+
+#[test]
+fn scan_emits_ecs_enrichments_with_provenance_for_real_sshd_lines() {
+    let out = iocmatch(&["scan", "--iocs", SAMPLE, &log("crowdsecurity__hub__sshd-logs.log")]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs = json_lines(&out);
+    let text = std::fs::read_to_string(log("crowdsecurity__hub__sshd-logs.log")).unwrap();
+    let expected = text.lines().filter(|l| l.contains("35.188.49.176")).count();
+    assert_eq!(docs.len(), expected);
+    let d = &docs[0];
+    assert_eq!(d["log"]["offset"], 0);
+    assert_eq!(d["log"]["file"]["path"], log("crowdsecurity__hub__sshd-logs.log"));
+    assert!(d["event"]["original"].as_str().unwrap().contains("Invalid user pascal"));
+    let e = &d["threat"]["enrichments"][0];
+    assert_eq!(e["indicator"]["type"], "ipv4-addr");
+    assert_eq!(e["indicator"]["name"], "35.188.49.176");
+    assert_eq!(e["indicator"]["ip"], "35.188.49.176");
+    assert_eq!(e["indicator"]["marking"]["tlp"], "AMBER");
+    assert_eq!(e["matched"]["atomic"], "35.188.49.176");
+    assert_eq!(e["matched"]["type"], "indicator_match_rule");
+    assert_eq!(e["misp"]["event"]["uuid"], "5f1c2a9e-7b1d-4c33-9a51-3c2b6f0e4242");
+    assert_eq!(e["misp"]["attribute"]["uuid"], "0d6a5b8c-1f2e-4a3b-8c7d-000000009003");
+    assert_eq!(e["misp"]["attribute"]["category"], "Network activity");
+    assert_eq!(e["misp"]["tags"][0], "tlp:amber");
+    // log.offset points at the line's first byte in the file.
+    for d in &docs {
+        let off = d["log"]["offset"].as_u64().unwrap() as usize;
+        assert!(text[off..].starts_with(d["event"]["original"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn each_indicator_type_hits_its_real_log_line() {
+    let cases = [
+        (
+            "tstack__lnav__logfile_bro_http.log",
+            "domain-name",
+            "redditmedia.com",
+            "e.thumbs.redditmedia.com",
+        ),
+        (
+            "OTRF__Security-Datasets__apt29_day2_zeek_NEWYORK_dns.json.log",
+            "domain-name",
+            "nsatc.net",
+            "audownload.windowsupdate.nsatc.net",
+        ),
+        (
+            "rhaist__surevego__testdata_eve.json.log",
+            "domain-name",
+            "prod.debian.map.fastly.net",
+            "prod.debian.map.fastly.net",
+        ),
+        (
+            "crowdsecurity__hub__iptables-scan-multi-port.log",
+            "ipv4-addr",
+            "62.34.17.0/24",
+            "62.34.17.168",
+        ),
+        (
+            "zeek__zeek__opt.basic__dns.log",
+            "ipv6-addr",
+            "fe80::217:f2ff:fed7:cf65",
+            "fe80::217:f2ff:fed7:cf65",
+        ),
+        (
+            "crowdsecurity__hub__apache-http-probing.log",
+            "url",
+            "cirt.net/rfiinc.txt",
+            "cirt.net/rfiinc.txt",
+        ),
+        (
+            "OTRF__Security-Datasets__apt29_day1_zeek_SCRANTON_files.json.log",
+            "file",
+            "cc85d7649546d3c0b1607f761b73fec2",
+            "cc85d7649546d3c0b1607f761b73fec2",
+        ),
+        (
+            "tstack__lnav__logfile_shop_access_log.log",
+            "email-addr",
+            "help@moz.com",
+            "help@moz.com",
+        ),
+    ];
+    for (file, ecs_type, name, atomic) in cases {
+        let out = iocmatch(&["scan", "--iocs", SAMPLE, &log(file)]);
+        let found = json_lines(&out).iter().any(|d| {
+            d["threat"]["enrichments"].as_array().unwrap().iter().any(|e| {
+                e["indicator"]["type"] == ecs_type && e["indicator"]["name"] == name && e["matched"]["atomic"] == atomic
+            })
+        });
+        assert!(found, "{name} in {file}");
+    }
+}
+
+#[test]
+fn lookalikes_and_filtered_attributes_never_hit_the_fixture_logs() {
+    let out = iocmatch(&["scan", "--iocs", SAMPLE, "fixtures/logs"]);
+    assert_eq!(out.status.code(), Some(2), "a directory is not a log file");
+    let files: Vec<String> = std::fs::read_dir("fixtures/logs")
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    let mut args = vec!["scan", "--iocs", SAMPLE];
+    args.extend(files.iter().map(String::as_str));
+    let out = iocmatch(&args);
+    for d in json_lines(&out) {
+        for e in d["threat"]["enrichments"].as_array().unwrap() {
+            let name = e["indicator"]["name"].as_str().unwrap();
+            assert!(
+                !["ddit.com", "www.reddit.com", "172.17.0.1"].contains(&name),
+                "{name} must not load or hit"
+            );
+        }
+    }
+}
+
+#[test]
+fn output_lines_prints_raw_lines_like_grep_and_count_counts() {
+    let f = log("crowdsecurity__hub__sshd-logs.log");
+    let lines = iocmatch(&["scan", "--iocs", SAMPLE, "--output", "lines", &f]);
+    let text = std::fs::read_to_string(&f).unwrap();
+    let want: String = text
+        .lines()
+        .filter(|l| l.contains("35.188.49.176"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(String::from_utf8(lines.stdout).unwrap(), want);
+    let count = iocmatch(&["scan", "--iocs", SAMPLE, "--output", "count", &f]);
+    assert_eq!(
+        String::from_utf8(count.stdout).unwrap().trim(),
+        want.lines().count().to_string()
+    );
+}
+
+#[test]
+fn exit_status_is_0_on_hit_1_on_none_2_on_error() {
+    let none = iocmatch(&["scan", "--iocs", SAMPLE, &log("crowdsecurity__hub__bind9-refused.log")]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(none.stdout.is_empty());
+    let missing = iocmatch(&[
+        "scan",
+        "--iocs",
+        SAMPLE,
+        "no/such/file.log",
+        &log("crowdsecurity__hub__sshd-logs.log"),
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no/such/file.log"), "{err}");
+    assert!(!missing.stdout.is_empty(), "the other file is still scanned");
+    let bad_iocs = iocmatch(&[
+        "scan",
+        "--iocs",
+        "no/such/iocs.json",
+        &log("crowdsecurity__hub__sshd-logs.log"),
+    ]);
+    assert_eq!(bad_iocs.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_iocs.stderr).contains("no/such/iocs.json"));
+}
+
+#[test]
+fn stdin_and_dash_are_scanned_without_a_file_path() {
+    let input = b"a line\r\nconnect to 35.188.49.176\r\n";
+    for args in [vec!["scan", "--iocs", SAMPLE], vec!["scan", "--iocs", SAMPLE, "-"]] {
+        let out = iocmatch_stdin(&args, input);
+        assert_eq!(out.status.code(), Some(0));
+        let docs = json_lines(&out);
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["log"]["offset"], 8);
+        assert_eq!(
+            docs[0]["event"]["original"], "connect to 35.188.49.176",
+            "no \\r in the line"
+        );
+        assert!(docs[0]["log"].get("file").is_none());
+    }
+}
+
+#[test]
+fn gzip_input_is_read_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("sshd.log.gz");
+    let raw = std::fs::read(log("crowdsecurity__hub__sshd-logs.log")).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    enc.write_all(&raw).unwrap();
+    enc.finish().unwrap();
+    let plain = iocmatch(&[
+        "scan",
+        "--iocs",
+        SAMPLE,
+        "--output",
+        "lines",
+        &log("crowdsecurity__hub__sshd-logs.log"),
+    ]);
+    let zipped = iocmatch(&["scan", "--iocs", SAMPLE, "--output", "lines", gz.to_str().unwrap()]);
+    assert_eq!(zipped.status.code(), Some(0));
+    assert_eq!(plain.stdout, zipped.stdout);
+}
+
+#[test]
+fn many_threads_keep_input_order_and_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.log");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+    for i in 0..200_000u32 {
+        if i % 997 == 0 {
+            writeln!(f, "{i} Invalid user from 35.188.49.176 port {i}").unwrap();
+        } else {
+            writeln!(f, "{i} GET /index.html from 192.0.2.{} ok", i % 250).unwrap();
+        }
+    }
+    drop(f);
+    let one = iocmatch(&["scan", "--iocs", SAMPLE, "--threads", "1", big.to_str().unwrap()]);
+    let four = iocmatch(&["scan", "--iocs", SAMPLE, "--threads", "4", big.to_str().unwrap()]);
+    assert_eq!(one.stdout, four.stdout);
+    let docs = json_lines(&four);
+    assert_eq!(docs.len(), 200_000 / 997 + 1);
+    let offsets: Vec<u64> = docs.iter().map(|d| d["log"]["offset"].as_u64().unwrap()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn over_long_lines_are_scanned_up_to_the_cap_and_counted() {
+    let mut input = b"35.188.49.176 ".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 5000));
+    input.extend(b" 62.34.17.1\nnext 35.188.49.176\n");
+    let out = iocmatch_stdin(
+        &["scan", "--iocs", SAMPLE, "--max-line-bytes", "100", "--stats"],
+        &input,
+    );
+    let docs = json_lines(&out);
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["event"]["original"].as_str().unwrap().len(), 100);
+    assert_eq!(
+        docs[0]["threat"]["enrichments"].as_array().unwrap().len(),
+        1,
+        "the tail is not scanned"
+    );
+    assert_eq!(
+        docs[1]["log"]["offset"],
+        (input.len() - "next 35.188.49.176\n".len()) as u64
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated lines: 1"));
+}
+
+#[test]
+fn invalid_utf8_lines_are_scanned_and_replaced_in_output() {
+    let out = iocmatch_stdin(&["scan", "--iocs", SAMPLE], b"\xff\xfe 35.188.49.176 \xc3\n");
+    let docs = json_lines(&out);
+    assert_eq!(docs.len(), 1);
+    assert!(docs[0]["event"]["original"].as_str().unwrap().contains('\u{FFFD}'));
+}
+
+#[test]
+fn stats_report_lines_bytes_hits_and_speed() {
+    let f = log("crowdsecurity__hub__sshd-logs.log");
+    let out = iocmatch(&["scan", "--iocs", SAMPLE, "--stats", "--output", "count", &f]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let size = std::fs::metadata(&f).unwrap().len();
+    assert!(err.contains(&format!("bytes: {size}")), "{err}");
+    assert!(err.contains("MB/s") && err.contains("hits ipv4:"), "{err}");
+}
+
+#[test]
+fn check_reports_loaded_rejected_with_location_and_unsupported() {
+    let out = iocmatch(&["check", "--iocs", SAMPLE]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(s.contains("hash_wrong_length: 1"), "{s}");
+    assert!(s.contains("network_too_broad: 1"), "{s}");
+    assert!(s.contains("domain_without_dot: 1"), "{s}");
+    assert!(s.contains("sample-restsearch.json#/response/Attribute/15"), "{s}");
+    assert!(s.contains("regkey: 1"), "{s}");
+    assert!(s.contains("1 without to_ids, 1 deleted"), "{s}");
+    assert!(s.contains("total             12"), "{s}");
+}
+
+#[test]
+fn check_counts_duplicates_across_sources() {
+    let out = iocmatch(&["check", "--iocs", SAMPLE, "--iocs", "fixtures/iocs/plain-list.txt"]);
+    let s = String::from_utf8(out.stdout).unwrap();
+    // plain-list.txt repeats 7 sample values and adds one range.
+    let domain_row = s.lines().find(|l| l.starts_with("domain ")).unwrap();
+    assert_eq!(
+        domain_row.split_whitespace().collect::<Vec<_>>(),
+        ["domain", "3", "1", "1"]
+    );
+    let ip_row = s.lines().find(|l| l.starts_with("ip-dst ")).unwrap();
+    assert_eq!(ip_row.split_whitespace().collect::<Vec<_>>(), ["ip-dst", "1", "1", "3"]);
+    assert!(s.contains("total             13"), "{s}");
+}
+
+#[test]
+fn real_misp_sources_all_load() {
+    for (path, min) in [
+        ("fixtures/misp/events/eset__glupteba_glupteba.misp-event.json", 300),
+        ("fixtures/misp/events/eset__swc-candiru_swc-candiru_misp.json", 10),
+        ("fixtures/misp/events/eset__telebots_misp-telebots.json", 60),
+        ("fixtures/misp/events/eset__sshdoor_misp-events_mimban.json", 0),
+        ("fixtures/misp/restsearch/demisto__search_attribute_by_type.json", 2),
+        ("fixtures/misp/restsearch/demisto__reputation_command_response.json", 1),
+        ("fixtures/misp/feed/infoblox", 100),
+        ("fixtures/misp/csv/sample-export.csv", 3),
+    ] {
+        assert!(Path::new(path).exists(), "{path}");
+        let out = iocmatch(&["check", "--iocs", path]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = String::from_utf8(out.stdout).unwrap();
+        let total: usize = s
+            .lines()
+            .find(|l| l.trim_start().starts_with("total"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(total >= min, "{path}: {total} < {min}\n{s}");
+    }
+}

@@ -1,0 +1,307 @@
+//! The matching rules are the contract: each rule, and each look-alike that must not match.
+
+use iocmatch::load::Loader;
+use iocmatch::scan::{scan_line, Hit};
+use iocmatch::{Policy, Snapshot};
+
+/// Builds a snapshot from `(misp type, value)` pairs.
+fn snap(iocs: &[(&str, &str)]) -> Snapshot {
+    let attrs: Vec<String> = iocs
+        .iter()
+        .map(|(t, v)| serde_json::json!({"type": t, "value": v, "to_ids": true}).to_string())
+        .collect();
+    let mut l = Loader::new(Policy::default());
+    l.load_bytes("rules.json", format!("[{}]", attrs.join(",")).as_bytes())
+        .unwrap();
+    let (set, stats) = l.finish();
+    assert_eq!(stats.total_rejected(), 0, "{stats:?}");
+    Snapshot::build(set, 1)
+}
+
+/// The normalised names of the indicators that hit `line`, with the matched text.
+fn hits(s: &Snapshot, line: &str) -> Vec<(String, String)> {
+    let mut h: Vec<Hit> = Vec::new();
+    scan_line(s, line.as_bytes(), &mut h);
+    h.iter()
+        .map(|h| {
+            (
+                s.indicator(h.indicator).value.name(),
+                line[h.start as usize..h.end as usize].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn names(s: &Snapshot, line: &str) -> Vec<String> {
+    hits(s, line).into_iter().map(|(n, _)| n).collect()
+}
+
+fn matches(s: &Snapshot, line: &str) -> bool {
+    !names(s, line).is_empty()
+}
+
+#[test]
+fn domain_matches_itself_and_subdomains_in_any_case_and_context() {
+    let s = snap(&[("domain", "evil.com")]);
+    for line in [
+        "GET a.b.evil.com",
+        "query EVIL.COM. A",
+        "http://evil.com/x",
+        r#"{"u":"http:\/\/evil.com\/x"}"#,
+        "from user@evil.com",
+        "evil.com",
+    ] {
+        assert_eq!(names(&s, line), ["evil.com"], "{line}");
+    }
+}
+
+#[test]
+fn domain_does_not_match_lookalike_prefixes_or_longer_suffixes() {
+    let s = snap(&[("domain", "evil.com")]);
+    for line in [
+        "notevil.com",
+        "evil.com.au",
+        "evil.community",
+        "x-evil.com",
+        "evil.co m",
+        "evil_com",
+    ] {
+        assert!(!matches(&s, line), "{line}");
+    }
+}
+
+#[test]
+fn domain_part_of_domain_ip_uses_the_suffix_rule() {
+    let s = snap(&[("domain|ip", "evil.com|9.9.9.9")]);
+    assert_eq!(names(&s, "c2.evil.com"), ["evil.com"]);
+    assert_eq!(names(&s, "dst=9.9.9.9"), ["9.9.9.9"]);
+}
+
+#[test]
+fn hostname_matches_only_the_exact_host_token() {
+    let s = snap(&[("hostname", "c2.evil.com"), ("hostname|port", "www.bad.org|8080")]);
+    assert_eq!(names(&s, "connect C2.Evil.Com:443"), ["c2.evil.com"]);
+    assert_eq!(names(&s, "www.bad.org"), ["www.bad.org"]);
+    assert!(!matches(&s, "x.c2.evil.com"));
+    assert!(!matches(&s, "evil.com"));
+    assert!(!matches(&s, "c2.evil.com.au"));
+}
+
+#[test]
+fn ipv4_matches_with_port_brackets_and_punctuation() {
+    let s = snap(&[("ip-dst", "1.2.3.4")]);
+    for line in [
+        "1.2.3.4:443",
+        "[1.2.3.4]",
+        "1.2.3.4,",
+        "src=1.2.3.4 ok",
+        "1.2.3.4",
+        "1.2.3.4.",
+    ] {
+        assert_eq!(names(&s, line), ["1.2.3.4"], "{line}");
+    }
+}
+
+#[test]
+fn ipv4_does_not_match_inside_longer_numbers_or_invalid_quads() {
+    let s = snap(&[("ip-dst", "1.2.3.4")]);
+    for line in [
+        "1.2.3.4.5",
+        "11.2.3.4",
+        "1.2.3.45",
+        "0.1.2.3.4",
+        "1.2.3.04",
+        "v1.2.3.4.5",
+    ] {
+        assert!(!matches(&s, line), "{line}");
+    }
+    let s = snap(&[("ip-dst", "1.2.3.0/24")]);
+    assert!(!matches(&s, "1.2.3.256"));
+    assert!(!matches(&s, "1.2.3.04"));
+}
+
+#[test]
+fn ipv4_reports_every_containing_address_network_and_range() {
+    let s = snap(&[
+        ("ip-dst", "10.1.2.3"),
+        ("ip-dst", "10.1.2.0/24"),
+        ("ip-src", "10.0.0.0/8"),
+        ("ip-range", "10.1.2.1-10.1.2.5"),
+        ("ip-dst", "10.9.9.9"),
+    ]);
+    let mut n = names(&s, "conn 10.1.2.3:80");
+    n.sort();
+    assert_eq!(n, ["10.0.0.0/8", "10.1.2.0/24", "10.1.2.1-10.1.2.5", "10.1.2.3"]);
+    assert_eq!(names(&s, "10.200.0.1"), ["10.0.0.0/8"]);
+    assert!(!matches(&s, "11.1.2.3"));
+}
+
+#[test]
+fn ipv6_matches_in_any_textual_form() {
+    let s = snap(&[("ip-dst", "2001:db8::1")]);
+    for line in [
+        "2001:db8::1",
+        "src 2001:DB8:0:0:0:0:0:1 ok",
+        "[2001:db8::1]:443",
+        "fe 2001:db8::1%eth0 x",
+        "addr=2001:0db8:0000::0001,",
+    ] {
+        assert_eq!(names(&s, line), ["2001:db8::1"], "{line}");
+    }
+    assert!(!matches(&s, "2001:db8::10"));
+    assert!(!matches(&s, "2001:db8::1:5"));
+}
+
+#[test]
+fn ipv6_networks_contain_addresses() {
+    let s = snap(&[("ip-dst", "2001:db8:abcd::/48")]);
+    assert_eq!(names(&s, "to 2001:db8:abcd:12::7"), ["2001:db8:abcd::/48"]);
+    assert!(!matches(&s, "to 2001:db8:abce::7"));
+}
+
+#[test]
+fn ipv4_mapped_ipv6_matches_ipv4_indicators() {
+    let s = snap(&[("ip-dst", "1.2.3.4")]);
+    assert_eq!(names(&s, "peer ::ffff:1.2.3.4 closed"), ["1.2.3.4"]);
+}
+
+#[test]
+fn mac_addresses_and_clock_times_are_not_addresses() {
+    let s = snap(&[("ip-dst", "::12:34:56"), ("ip-dst", "aa:bb:cc::dd:ee")]);
+    assert!(!matches(&s, "mac 00:12:34:56:78:9a at 12:34:56"));
+    assert!(!matches(&s, "ether aa:bb:cc:dd:ee:ff"));
+}
+
+#[test]
+fn hashes_match_whole_hex_runs_of_their_length_case_insensitively() {
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let s = snap(&[("md5", md5), ("sha256", sha256)]);
+    assert_eq!(names(&s, &format!("md5={}", md5.to_uppercase())), [md5]);
+    assert_eq!(names(&s, &format!("\"{sha256}\"")), [sha256]);
+    assert_eq!(names(&s, &format!("{md5}.exe")), [md5]);
+}
+
+#[test]
+fn hashes_inside_longer_hex_or_alphanumeric_runs_do_not_match() {
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let s = snap(&[("md5", md5)]);
+    for line in [
+        format!("a{md5}"),
+        format!("{md5}0"),
+        format!("{md5}g"),
+        format!("x{md5}ff"),
+    ] {
+        assert!(!matches(&s, &line), "{line}");
+    }
+    let sha1 = format!("{md5}00000000");
+    assert!(!matches(&s, &sha1));
+}
+
+#[test]
+fn every_hash_length_is_supported() {
+    for (t, n) in [
+        ("md5", 32),
+        ("sha1", 40),
+        ("sha224", 56),
+        ("sha256", 64),
+        ("sha384", 96),
+        ("sha512", 128),
+    ] {
+        let h = "a".repeat(n);
+        let s = snap(&[(t, &h)]);
+        assert_eq!(names(&s, &format!("h {h} x")), [h.clone()], "{t}");
+    }
+}
+
+#[test]
+fn url_matches_when_the_next_byte_does_not_continue_it() {
+    let s = snap(&[("url", "http://evil.com/x.exe")]);
+    for line in [
+        "evil.com/x.exe?a=1",
+        "evil.com/x.exe/",
+        "(evil.com/x.exe)",
+        "evil.com/x.exe;",
+        "GET https://EVIL.COM/x.exe HTTP/1.1",
+        "evil.com/x.exe",
+        r#""http:\/\/evil.com\/x.exe""#,
+    ] {
+        assert_eq!(names(&s, line), ["evil.com/x.exe"], "{line}");
+    }
+}
+
+#[test]
+fn url_does_not_match_longer_paths_other_hosts_or_other_case_paths() {
+    let s = snap(&[("url", "http://evil.com/x.exe")]);
+    for line in [
+        "evil.com/x.exe2",
+        "evil.com/x.exe.bak",
+        "xevil.com/x.exe",
+        "a.evil.com/x.exe",
+        "evil.com/X.EXE",
+        "evil.com/x.ex",
+        "evil.com/x.exe%20",
+    ] {
+        assert!(!matches(&s, line), "{line}");
+    }
+}
+
+#[test]
+fn url_with_port_and_query_is_compared_exactly() {
+    let s = snap(&[("url", "hxxp://evil[.]com:8080/gate.php?id=1")]);
+    assert_eq!(
+        names(&s, "GET http://evil.com:8080/gate.php?id=1 200"),
+        ["evil.com:8080/gate.php?id=1"]
+    );
+    assert!(!matches(&s, "GET http://evil.com:8080/gate.php?id=12"));
+    assert!(!matches(&s, "GET http://evil.com/gate.php?id=1"));
+}
+
+#[test]
+fn email_matches_the_whole_address_case_insensitively() {
+    let s = snap(&[("email-src", "Bad.Guy@Evil.com")]);
+    assert_eq!(
+        hits(&s, "from=<BAD.GUY@evil.COM> to"),
+        [("bad.guy@evil.com".to_string(), "BAD.GUY@evil.COM".to_string())]
+    );
+    assert!(!matches(&s, "xbad.guy@evil.com"));
+    assert!(!matches(&s, "bad.guy@evil.com.au"));
+    assert!(!matches(&s, "guy@evil.com"));
+    assert!(!matches(&s, "bad.guy@sub.evil.com"));
+}
+
+#[test]
+fn matched_atomic_is_the_exact_text() {
+    let s = snap(&[("domain", "evil.com"), ("url", "evil.com/a")]);
+    let mut h = hits(&s, "see http://Evil.COM/a now");
+    h.sort();
+    assert_eq!(
+        h,
+        [
+            ("evil.com".to_string(), "Evil.COM".to_string()),
+            ("evil.com/a".to_string(), "Evil.COM/a".to_string())
+        ]
+    );
+    assert_eq!(
+        hits(&s, "WWW.Evil.com/a"),
+        [("evil.com".to_string(), "WWW.Evil.com".to_string())]
+    );
+}
+
+#[test]
+fn invalid_utf8_is_scanned_as_bytes() {
+    let s = snap(&[("domain", "evil.com")]);
+    let mut line = b"\xff\xfe evil.com \xc3\x28".to_vec();
+    let mut h = Vec::new();
+    scan_line(&s, &line, &mut h);
+    assert_eq!(h.len(), 1);
+    line.truncate(3);
+    scan_line(&s, &line, &mut h);
+    assert!(h.is_empty());
+}
+
+#[test]
+fn each_distinct_indicator_is_reported_once_per_line() {
+    let s = snap(&[("domain", "evil.com")]);
+    assert_eq!(names(&s, "evil.com a.evil.com b.evil.com"), ["evil.com"]);
+}
