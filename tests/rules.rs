@@ -210,7 +210,7 @@ fn every_hash_length_is_supported() {
     ] {
         let h = "a".repeat(n);
         let s = snap(&[(t, &h)]);
-        assert_eq!(names(&s, &format!("h {h} x")), [h.clone()], "{t}");
+        assert_eq!(names(&s, &format!("h {h} x")), vec![h], "{t}");
     }
 }
 
