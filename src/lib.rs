@@ -18,6 +18,7 @@ pub mod scan;
 pub mod sink;
 pub mod snapshot;
 pub mod source;
+pub mod workload;
 
 pub use indicator::{Indicator, IndicatorSet, Kind, Policy, Provenance, Value};
 pub use snapshot::Snapshot;

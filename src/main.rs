@@ -31,6 +31,8 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Load indicators and report what loaded, what was rejected and why, and what was merged.
     Check(cmd::check::CheckArgs),
+    /// Size a deployment: build time, memory and lines/s for N generated indicators, beside grep and ripgrep.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(a) => cmd::scan::run(a),
         Command::Check(a) => cmd::check::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per subcommand; shared indicator options live here.
 
+pub mod bench;
 pub mod check;
 pub mod scan;
 

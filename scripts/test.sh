@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need on a fresh Debian machine, then runs every test.
+# Safe to rerun; each install step is skipped when its tool is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v rg >/dev/null 2>&1 || need_apt+=(ripgrep)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing: ${need_apt[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "note: ${need_apt[*]} missing and not root; the tests that need them will say so and skip" >&2
+  fi
+fi
+
+cargo test

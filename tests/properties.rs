@@ -1,0 +1,267 @@
+//! Property tests: the snapshot agrees with a naive reference matcher written straight from the rules, and no input
+//! bytes can panic the scanner or a loader.
+
+use iocmatch::load::Loader;
+use iocmatch::scan::scan_line;
+use iocmatch::{Policy, Snapshot};
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+/// Indicators the generated lines can hit, with look-alikes among them.
+const POOL: &[(&str, &str)] = &[
+    ("domain", "ab.cd"),
+    ("domain", "b.cd"),
+    ("domain", "x.ab.cd"),
+    ("hostname", "cd.ab"),
+    ("hostname", "w.b.cd"),
+    ("ip-dst", "1.2.3.4"),
+    ("ip-dst", "1.2.3.0/24"),
+    ("ip-dst", "12.3.4.5"),
+    ("ip-range", "1.2.3.1-1.2.3.9"),
+    ("md5", "0123456789abcdef0123456789abcdef"),
+    ("sha1", "0123456789abcdef0123456789abcdef01234567"),
+    ("url", "ab.cd/x.e"),
+    ("url", "http://b.cd/"),
+    ("email", "q.r@ab.cd"),
+];
+
+/// Line fragments: pieces of the indicators, separators, digits and case variants.
+const FRAGMENTS: &[&str] = &[
+    "ab",
+    "cd",
+    "AB",
+    "Cd",
+    ".",
+    ".",
+    "-",
+    "_",
+    " ",
+    " ",
+    "/",
+    "@",
+    "x",
+    "w",
+    "q",
+    "r",
+    "e",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "9",
+    "0",
+    "12",
+    "ab.cd",
+    "b.cd",
+    "1.2.3.4",
+    "1.2.3.",
+    "0123456789abcdef",
+    "0123456789ABCDEF",
+    "01234567",
+    "?",
+    "%",
+    "~",
+    "(",
+    ")",
+    ",",
+    "\"",
+    "[",
+    "]",
+    "=",
+    "\t",
+    "q.r@",
+    "/x.e",
+    "é",
+];
+
+fn host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
+}
+
+/// Host tokens as (start, end) with trailing dots dropped.
+fn host_tokens(line: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        if !host_byte(line[i]) {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < line.len() && host_byte(line[i]) {
+            i += 1;
+        }
+        let mut e = i;
+        while e > s && line[e - 1] == b'.' {
+            e -= 1;
+        }
+        if e > s {
+            out.push((s, e));
+        }
+    }
+    out
+}
+
+fn lower(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_lowercase()
+}
+
+/// Every dotted quad in the line that passes the boundary rule.
+fn reference_quads(line: &[u8]) -> Vec<Ipv4Addr> {
+    let digit = |k: Option<&u8>| k.is_some_and(u8::is_ascii_digit);
+    let mut out = Vec::new();
+    for i in 0..line.len() {
+        for j in i + 7..=(i + 15).min(line.len()) {
+            let Ok(s) = std::str::from_utf8(&line[i..j]) else {
+                continue;
+            };
+            let Ok(a) = s.parse::<Ipv4Addr>() else { continue };
+            let left_bad =
+                (i > 0 && digit(line.get(i - 1))) || (i > 1 && line[i - 1] == b'.' && digit(line.get(i - 2)));
+            let right_bad = digit(line.get(j)) || (line.get(j) == Some(&b'.') && digit(line.get(j + 1)));
+            if !left_bad && !right_bad {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// The rules, applied the slow and obvious way.
+fn reference(iocs: &[(&str, &str)], line: &[u8]) -> BTreeSet<String> {
+    let tokens = host_tokens(line);
+    let quads = reference_quads(line);
+    let mut hits = BTreeSet::new();
+    for (t, v) in iocs {
+        let hit = match *t {
+            "domain" => tokens.iter().any(|&(s, e)| {
+                let tok = lower(&line[s..e]);
+                tok == *v || tok.ends_with(&format!(".{v}"))
+            }),
+            "hostname" => tokens.iter().any(|&(s, e)| lower(&line[s..e]) == *v),
+            "ip-dst" | "ip-range" => {
+                let net: Box<dyn Fn(Ipv4Addr) -> bool> = if let Some((a, b)) = v.split_once('-') {
+                    let (a, b): (Ipv4Addr, Ipv4Addr) = (a.parse().unwrap(), b.parse().unwrap());
+                    Box::new(move |x| a <= x && x <= b)
+                } else {
+                    let n: ipnet::Ipv4Net = if v.contains('/') {
+                        v.parse().unwrap()
+                    } else {
+                        format!("{v}/32").parse().unwrap()
+                    };
+                    Box::new(move |x| n.contains(&x))
+                };
+                quads.iter().any(|q| net(*q))
+            }
+            "md5" | "sha1" => {
+                let mut found = false;
+                let mut i = 0;
+                while i < line.len() {
+                    if !line[i].is_ascii_alphanumeric() {
+                        i += 1;
+                        continue;
+                    }
+                    let s = i;
+                    while i < line.len() && line[i].is_ascii_alphanumeric() {
+                        i += 1;
+                    }
+                    found |= lower(&line[s..i]) == *v;
+                }
+                found
+            }
+            "url" => {
+                let u = v.trim_start_matches("http://");
+                let (host, rest) = u.split_at(u.find('/').unwrap_or(u.len()));
+                tokens.iter().any(|&(s, e)| {
+                    lower(&line[s..e]) == host
+                        && line[e..].starts_with(rest.as_bytes())
+                        && !line
+                            .get(e + rest.len())
+                            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%'))
+                })
+            }
+            "email" => tokens.iter().any(|&(s, e)| {
+                if s == 0 || line[s - 1] != b'@' {
+                    return false;
+                }
+                let mut ls = s - 1;
+                while ls > 0 && (line[ls - 1].is_ascii_alphanumeric() || b"._%+-".contains(&line[ls - 1])) {
+                    ls -= 1;
+                }
+                ls < s - 1 && format!("{}@{}", lower(&line[ls..s - 1]), lower(&line[s..e])) == *v
+            }),
+            other => unreachable!("{other}"),
+        };
+        if hit {
+            hits.insert(name_of(t, v));
+        }
+    }
+    hits
+}
+
+fn name_of(t: &str, v: &str) -> String {
+    match t {
+        "url" => v.trim_start_matches("http://").to_string(),
+        "ip-range" if v == "1.2.3.1-1.2.3.9" => v.to_string(),
+        _ => v.to_string(),
+    }
+}
+
+fn build(iocs: &[(&str, &str)]) -> Snapshot {
+    let json: Vec<String> = iocs
+        .iter()
+        .map(|(t, v)| serde_json::json!({"type": t, "value": v, "to_ids": 1}).to_string())
+        .collect();
+    let mut l = Loader::new(Policy::default());
+    l.load_bytes("pool.json", format!("[{}]", json.join(",")).as_bytes())
+        .unwrap();
+    Snapshot::build(l.finish().0, 1)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn snapshot_agrees_with_the_reference_matcher(
+        pick in proptest::sample::subsequence(POOL.to_vec(), 1..POOL.len()),
+        parts in proptest::collection::vec(proptest::sample::select(FRAGMENTS.to_vec()), 0..24),
+    ) {
+        let line = parts.concat();
+        let snap = build(&pick);
+        let mut hits = Vec::new();
+        scan_line(&snap, line.as_bytes(), &mut hits);
+        let got: BTreeSet<String> = hits.iter().map(|h| snap.indicator(h.indicator).value.name()).collect();
+        prop_assert_eq!(got, reference(&pick, line.as_bytes()), "line {:?}", line);
+    }
+
+    #[test]
+    fn no_bytes_panic_the_scanner(line in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let snap = build(POOL);
+        let mut hits = Vec::new();
+        scan_line(&snap, &line, &mut hits);
+        for h in &hits {
+            prop_assert!(h.start <= h.end && (h.end as usize) <= line.len());
+        }
+    }
+
+    #[test]
+    fn no_bytes_panic_a_loader(doc in proptest::collection::vec(any::<u8>(), 0..512), lead in 0usize..4) {
+        let mut bytes = [&b"{"[..], b"[", b"uuid,type,value\n", b""][lead].to_vec();
+        bytes.extend(doc);
+        let mut l = Loader::new(Policy::default());
+        let _ = l.load_bytes("fuzz", &bytes);
+    }
+
+    #[test]
+    fn no_attribute_value_panics_normalisation(
+        t in proptest::sample::select(vec!["domain", "hostname", "ip-dst", "ip-src|port", "url", "email", "md5",
+            "sha256", "domain|ip", "filename|sha1", "malware-sample", "ip-range"]),
+        v in "\\PC{0,80}",
+    ) {
+        let mut l = Loader::new(Policy::default());
+        let doc = serde_json::json!([{"type": t, "value": v, "to_ids": true}]).to_string();
+        l.load_bytes("fuzz.json", doc.as_bytes()).unwrap();
+    }
+}
