@@ -29,10 +29,7 @@ pub fn indicator_fields(ind: &Indicator) -> Json {
             let path = path
                 .strip_prefix(|c: char| c == ':')
                 .map_or(path, |p| p.find('/').map_or("", |i| &p[i..]));
-            o.insert(
-                "url".into(),
-                json!({ "full": name, "original": name, "domain": host, "path": path }),
-            );
+            o.insert("url".into(), json!({ "full": name, "domain": host, "path": path }));
         }
         Value::Email(e) => {
             o.insert("email".into(), json!({ "address": e }));
