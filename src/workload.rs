@@ -316,23 +316,27 @@ pub fn generate(spec: &WorkloadSpec) -> Workload {
     }
 }
 
-/// The indicators as an [`IndicatorSet`](crate::IndicatorSet), through the normal validation path.
+/// The indicators as an [`IndicatorSet`](crate::IndicatorSet), through the normal validation path. Each gets a
+/// uuid and a timestamp, as a real MISP attribute has.
 pub fn indicator_set(inds: &[GenIndicator]) -> crate::IndicatorSet {
     let mut loader = crate::load::Loader::new(crate::Policy::default());
-    let location: std::sync::Arc<str> = "generated".into();
-    let event = std::sync::Arc::new(crate::indicator::EventMeta::default());
-    for g in inds {
+    let event = std::sync::Arc::new(crate::indicator::EventMeta {
+        id: Some("1".into()),
+        uuid: Some("5f1c2a9e-7b1d-4c33-9a51-3c2b6f0e0001".into()),
+        info: Some("iocmatch bench".into()),
+        tags: vec!["tlp:green".into()],
+    });
+    for (i, g) in inds.iter().enumerate() {
         loader.add_attribute(crate::load::RawAttribute {
             misp_type: g.misp_type.to_string(),
             value: g.value.clone(),
             to_ids: true,
-            deleted: false,
-            provenance: crate::Provenance {
-                event: event.clone(),
-                misp_type: g.misp_type.to_string(),
-                location: location.clone(),
-                ..Default::default()
-            },
+            event: event.clone(),
+            uuid: Some(format!("00000000-0000-4000-8000-{i:012x}")),
+            category: Some("Network activity".into()),
+            timestamp: Some(1_700_000_000 + i as i64),
+            location: String::new(),
+            ..Default::default()
         });
     }
     loader.finish().0

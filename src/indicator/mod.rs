@@ -11,9 +11,10 @@ pub use normalize::{classify_plain, normalize_attribute, AttributeOutcome, Rejec
 pub(crate) use normalize::{is_email_local_byte, is_host_byte};
 pub use refang::refang;
 
+use hashbrown::HashMap;
 use ipnet::IpNet;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -125,30 +126,49 @@ impl fmt::Display for Kind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Value {
     /// Matches a host token equal to it or ending with `.` plus it.
-    Domain(String),
+    Domain(Box<str>),
     /// Matches only a host token equal to it.
-    Hostname(String),
+    Hostname(Box<str>),
     /// A single address or a network (host bits cleared; `/32` and `/128` are single addresses).
     Net(IpNet),
     /// An inclusive address range that is not one CIDR network.
-    Range(IpAddr, IpAddr),
+    Range(Box<(IpAddr, IpAddr)>),
     /// A URL without its scheme: the lower-cased host and the rest (port, path, query) exactly as given.
-    Url { host: String, rest: String },
+    Url(Box<UrlParts>),
     /// A whole e-mail address, lower-cased.
-    Email(String),
+    Email(Box<str>),
     /// A lower-case hex digest; the kind follows from its length.
-    Hash(Kind, String),
+    Hash(Kind, Box<str>),
+}
+
+/// A URL indicator's parts: boxed so the common [`Value`] stays small.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UrlParts {
+    /// Lower-cased host.
+    pub host: String,
+    /// Port, path and query exactly as given (may be empty).
+    pub rest: String,
 }
 
 impl Value {
+    /// A URL value.
+    pub fn url(host: impl Into<String>, rest: impl Into<String>) -> Value {
+        Value::Url(Box::new(UrlParts {
+            host: host.into(),
+            rest: rest.into(),
+        }))
+    }
+
     /// The kind this value is counted and reported as.
     pub fn kind(&self) -> Kind {
         match self {
             Value::Domain(_) => Kind::Domain,
             Value::Hostname(_) => Kind::Hostname,
-            Value::Net(IpNet::V4(_)) | Value::Range(IpAddr::V4(_), _) => Kind::Ipv4,
-            Value::Net(IpNet::V6(_)) | Value::Range(IpAddr::V6(_), _) => Kind::Ipv6,
-            Value::Url { .. } => Kind::Url,
+            Value::Net(IpNet::V4(_)) => Kind::Ipv4,
+            Value::Net(IpNet::V6(_)) => Kind::Ipv6,
+            Value::Range(r) if r.0.is_ipv4() => Kind::Ipv4,
+            Value::Range(_) => Kind::Ipv6,
+            Value::Url(_) => Kind::Url,
             Value::Email(_) => Kind::Email,
             Value::Hash(k, _) => *k,
         }
@@ -166,8 +186,8 @@ impl fmt::Display for Value {
             Value::Domain(s) | Value::Hostname(s) | Value::Email(s) | Value::Hash(_, s) => f.write_str(s),
             Value::Net(net) if net.prefix_len() == net.max_prefix_len() => write!(f, "{}", net.addr()),
             Value::Net(net) => write!(f, "{net}"),
-            Value::Range(a, b) => write!(f, "{a}-{b}"),
-            Value::Url { host, rest } => write!(f, "{host}{rest}"),
+            Value::Range(r) => write!(f, "{}-{}", r.0, r.1),
+            Value::Url(u) => write!(f, "{}{}", u.host, u.rest),
         }
     }
 }
@@ -181,27 +201,94 @@ pub struct EventMeta {
     pub tags: Vec<String>,
 }
 
+/// What many attributes share: their event, category, MISP type and tags. Interned by the loader, so a million
+/// indicators from a few events cost one pointer each here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AttrMeta {
+    pub event: Arc<EventMeta>,
+    pub category: Option<Box<str>>,
+    pub misp_type: Box<str>,
+    /// Attribute-level tags (event tags live in `event.tags`).
+    pub tags: Box<[Box<str>]>,
+}
+
+impl std::hash::Hash for EventMeta {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.uuid.hash(state);
+        self.id.hash(state);
+    }
+}
+
+/// A MISP attribute uuid in 16 bytes instead of a 36-byte string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Uuid(pub [u8; 16]);
+
+impl Uuid {
+    /// Parses the canonical `8-4-4-4-12` hex form (any case).
+    pub fn parse(s: &str) -> Option<Uuid> {
+        let s = s.trim();
+        if s.len() != 36 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        let mut nibbles = s.bytes().filter(|b| *b != b'-');
+        for byte in &mut out {
+            let hi = (nibbles.next()? as char).to_digit(16)?;
+            let lo = (nibbles.next()? as char).to_digit(16)?;
+            *byte = (hi * 16 + lo) as u8;
+        }
+        Some(Uuid(out))
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Where an indicator came from, carried into every hit so an analyst can go back to MISP.
+///
+/// Compact on purpose (about 40 bytes): the shared part is interned in [`AttrMeta`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Provenance {
-    pub event: Arc<EventMeta>,
-    pub attribute_uuid: Option<String>,
-    pub category: Option<String>,
-    pub misp_type: String,
-    /// Attribute-level tags (event tags live in `event.tags`).
-    pub tags: Vec<String>,
+    pub meta: Arc<AttrMeta>,
+    pub attribute_uuid: Option<Uuid>,
     /// MISP `timestamp` of the attribute, in Unix seconds, when known.
-    pub timestamp: Option<i64>,
-    /// The file and position (line, or JSON path) it was read from.
-    pub location: Arc<str>,
+    pub timestamp: Option<std::num::NonZeroU32>,
 }
 
 impl Provenance {
+    pub fn event(&self) -> &EventMeta {
+        &self.meta.event
+    }
+
+    pub fn category(&self) -> Option<&str> {
+        self.meta.category.as_deref()
+    }
+
+    pub fn misp_type(&self) -> &str {
+        &self.meta.misp_type
+    }
+
     /// Event tags then attribute tags, without repeats: the tags a hit carries.
     pub fn all_tags(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::with_capacity(self.event.tags.len() + self.tags.len());
-        for t in self.event.tags.iter().chain(self.tags.iter()) {
-            if !out.contains(&t.as_str()) {
+        let mut out: Vec<&str> = Vec::with_capacity(self.meta.event.tags.len() + self.meta.tags.len());
+        for t in self
+            .meta
+            .event
+            .tags
+            .iter()
+            .map(String::as_str)
+            .chain(self.meta.tags.iter().map(|t| &**t))
+        {
+            if !out.contains(&t) {
                 out.push(t);
             }
         }
@@ -259,10 +346,17 @@ impl IndicatorSet {
         if let Some(&i) = self.index.get(&ind.value) {
             let kept = &mut self.indicators[i];
             kept.merged += 1;
-            for t in ind.provenance.all_tags() {
-                if !kept.provenance.all_tags().contains(&t) {
-                    kept.provenance.tags.push(t.to_string());
-                }
+            let have = kept.provenance.all_tags();
+            let new: Vec<Box<str>> = ind
+                .provenance
+                .all_tags()
+                .into_iter()
+                .filter(|t| !have.contains(t))
+                .map(Box::from)
+                .collect();
+            if !new.is_empty() {
+                let meta = Arc::make_mut(&mut kept.provenance.meta);
+                meta.tags = meta.tags.iter().cloned().chain(new).collect();
             }
             *self.duplicates.entry(ind.value.kind()).or_default() += 1;
             return false;
@@ -300,6 +394,30 @@ impl IndicatorSet {
 
     pub fn into_vec(self) -> Vec<Indicator> {
         self.indicators
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indicators_stay_small() {
+        // Memory per indicator is a sizing goal; this keeps the struct from growing by accident.
+        assert!(std::mem::size_of::<Value>() <= 24, "{}", std::mem::size_of::<Value>());
+        assert!(
+            std::mem::size_of::<Indicator>() <= 64,
+            "{}",
+            std::mem::size_of::<Indicator>()
+        );
+    }
+
+    #[test]
+    fn uuids_round_trip() {
+        let s = "5f1c2a9e-7b1d-4c33-9a51-3c2b6f0e4242";
+        assert_eq!(Uuid::parse(s).unwrap().to_string(), s);
+        assert_eq!(Uuid::parse(&s.to_uppercase()).unwrap().to_string(), s);
+        assert!(Uuid::parse("not-a-uuid").is_none());
     }
 }
 

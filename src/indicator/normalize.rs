@@ -75,8 +75,8 @@ pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> Attri
     let t = misp_type.trim().to_ascii_lowercase();
     let one = |r: Result<Value, Rejected>| AttributeOutcome::Parts(vec![r]);
     match t.as_str() {
-        "domain" => one(domain(&value).map(Value::Domain)),
-        "hostname" => one(domain(&value).map(Value::Hostname)),
+        "domain" => one(domain(&value).map(|d| Value::Domain(d.into()))),
+        "hostname" => one(domain(&value).map(|d| Value::Hostname(d.into()))),
         "ip-src" | "ip-dst" | "ip" => one(ip(&value, policy)),
         "ip-range" => one(ip(&value, policy)),
         "url" => one(url(&value)),
@@ -85,10 +85,10 @@ pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> Attri
         }
         "md5" | "sha1" | "sha224" | "sha256" | "sha384" | "sha512" => one(hash(&t, &value)),
         "domain|ip" => match split(&value) {
-            Ok((d, a)) => AttributeOutcome::Parts(vec![domain(d).map(Value::Domain), ip(a, policy)]),
+            Ok((d, a)) => AttributeOutcome::Parts(vec![domain(d).map(|d| Value::Domain(d.into())), ip(a, policy)]),
             Err(e) => one(Err(e)),
         },
-        "hostname|port" => one(split(&value).and_then(|(h, _)| domain(h).map(Value::Hostname))),
+        "hostname|port" => one(split(&value).and_then(|(h, _)| domain(h).map(|d| Value::Hostname(d.into())))),
         "ip-src|port" | "ip-dst|port" => one(split(&value).and_then(|(a, _)| ip(a, policy))),
         "malware-sample" => one(split(&value).and_then(|(_, h)| hash("md5", h))),
         _ => match t.strip_prefix("filename|") {
@@ -244,7 +244,7 @@ fn range(a: &str, b: &str, policy: &Policy, raw: &str) -> Result<Value, Rejected
     if nets.len() == 1 {
         return Ok(Value::Net(canonical_net(nets[0])));
     }
-    Ok(Value::Range(a, b))
+    Ok(Value::Range(Box::new((a, b))))
 }
 
 /// Splits a URL into a lower-cased host and the exact rest; the scheme is dropped because lines often omit it.
@@ -277,10 +277,7 @@ fn url(raw: &str) -> Result<Value, Rejected> {
             format!("URL {raw:?} contains whitespace"),
         ));
     }
-    Ok(Value::Url {
-        host,
-        rest: rest.to_string(),
-    })
+    Ok(Value::url(host, rest))
 }
 
 fn email(raw: &str) -> Result<Value, Rejected> {
@@ -298,7 +295,7 @@ fn email(raw: &str) -> Result<Value, Rejected> {
         ));
     }
     let host = domain(host).map_err(|e| reject(e.reason, format!("e-mail {raw:?}: {}", e.detail)))?;
-    Ok(Value::Email(format!("{}@{host}", local.to_ascii_lowercase())))
+    Ok(Value::Email(format!("{}@{host}", local.to_ascii_lowercase()).into()))
 }
 
 /// The bytes an e-mail local part may hold, as matched in lines.
@@ -329,7 +326,7 @@ fn hash(misp_type: &str, raw: &str) -> Result<Value, Rejected> {
             format!("{raw:?} has {} hex digits, {misp_type} needs {want}", v.len()),
         ));
     }
-    Ok(Value::Hash(kind, v))
+    Ok(Value::Hash(kind, v.into()))
 }
 
 #[cfg(test)]
@@ -433,13 +430,7 @@ mod tests {
 
     #[test]
     fn urls_drop_the_scheme_and_lowercase_only_the_host() {
-        assert_eq!(
-            ok("url", "hxxp://EVIL[.]com/X.exe"),
-            Value::Url {
-                host: "evil.com".into(),
-                rest: "/X.exe".into()
-            }
-        );
+        assert_eq!(ok("url", "hxxp://EVIL[.]com/X.exe"), Value::url("evil.com", "/X.exe"));
         assert_eq!(ok("url", "evil.com:8080/a?b=C").to_string(), "evil.com:8080/a?b=C");
         assert_eq!(err("url", "http:///x"), RejectReason::Malformed);
     }

@@ -1,7 +1,7 @@
 //! MISP CSV exports (`returnFormat: csv`): `uuid,event_id,category,type,value,comment,to_ids,date,...`.
 
 use super::{LoadError, Loader, RawAttribute};
-use crate::indicator::{EventMeta, Provenance};
+use crate::indicator::EventMeta;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -72,22 +72,19 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
             value: get(Some(vi)).unwrap_or_default().to_string(),
             to_ids: flag(to_ids, true),
             deleted: flag(deleted, false),
-            provenance: Provenance {
-                event,
-                attribute_uuid: get(uuid).map(str::to_string),
-                category: get(category).map(str::to_string),
-                misp_type: misp_type.clone(),
-                tags: get(tags)
-                    .map(|t| {
-                        t.split(',')
-                            .map(|s| s.trim().to_string())
-                            .filter(|s| !s.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                timestamp: get(date).and_then(|d| d.parse().ok()),
-                location: format!("{name}:{line}").into(),
-            },
+            event,
+            uuid: get(uuid).map(str::to_string),
+            category: get(category).map(str::to_string),
+            tags: get(tags)
+                .map(|t| {
+                    t.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timestamp: get(date).and_then(|d| d.parse().ok()),
+            location: format!("{name}:{line}"),
             misp_type,
         });
     }

@@ -1,7 +1,7 @@
 //! MISP JSON: restSearch attribute responses (wrapped or not), event exports (with objects) and lists of either.
 
 use super::{lenient_bool, lenient_string, LoadError, Loader, RawAttribute};
-use crate::indicator::{EventMeta, Provenance};
+use crate::indicator::EventMeta;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -157,15 +157,12 @@ pub fn attribute_from_json(
     Ok(RawAttribute {
         to_ids: o.get("to_ids").and_then(lenient_bool).unwrap_or(true),
         deleted: o.get("deleted").and_then(lenient_bool).unwrap_or(false),
-        provenance: Provenance {
-            event,
-            attribute_uuid: o.get("uuid").and_then(lenient_string),
-            category: o.get("category").and_then(lenient_string),
-            misp_type: misp_type.clone(),
-            tags: tag_names(o.get("Tag")),
-            timestamp: o.get("timestamp").and_then(lenient_string).and_then(|t| t.parse().ok()),
-            location: location.into(),
-        },
+        event,
+        uuid: o.get("uuid").and_then(lenient_string),
+        category: o.get("category").and_then(lenient_string),
+        tags: tag_names(o.get("Tag")),
+        timestamp: o.get("timestamp").and_then(lenient_string).and_then(|t| t.parse().ok()),
+        location: location.to_string(),
         misp_type,
         value,
     })
@@ -227,8 +224,8 @@ mod tests {
         l.load_bytes("t.json", doc.as_bytes()).unwrap();
         let (set, _) = l.finish();
         let ind = set.iter().next().unwrap();
-        assert_eq!(ind.provenance.event.id.as_deref(), Some("3"));
-        assert_eq!(ind.provenance.timestamp, Some(1456957949));
+        assert_eq!(ind.provenance.event().id.as_deref(), Some("3"));
+        assert_eq!(ind.provenance.timestamp.map(|t| t.get()), Some(1456957949));
     }
 
     #[test]

@@ -10,10 +10,13 @@ mod misp_json;
 mod plain;
 
 use crate::indicator::{
-    normalize_attribute, AttributeOutcome, Indicator, IndicatorSet, Policy, Provenance, RejectReason,
+    normalize_attribute, AttrMeta, AttributeOutcome, EventMeta, Indicator, IndicatorSet, Policy, Provenance,
+    RejectReason, Uuid,
 };
+use hashbrown::HashMap;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 pub use misp_json::attribute_from_json;
@@ -54,7 +57,15 @@ pub struct RawAttribute {
     pub value: String,
     pub to_ids: bool,
     pub deleted: bool,
-    pub provenance: Provenance,
+    pub event: Arc<EventMeta>,
+    pub uuid: Option<String>,
+    pub category: Option<String>,
+    /// Attribute-level tags.
+    pub tags: Vec<String>,
+    /// MISP `timestamp`, Unix seconds.
+    pub timestamp: Option<i64>,
+    /// The file and position (line, or JSON path) it was read from, for rejections.
+    pub location: String,
 }
 
 /// A rejected value and where it came from.
@@ -113,6 +124,7 @@ pub struct Loader {
     policy: Policy,
     set: IndicatorSet,
     stats: LoadStats,
+    metas: HashMap<AttrMeta, Arc<AttrMeta>>,
 }
 
 impl Loader {
@@ -141,13 +153,14 @@ impl Loader {
             }
             AttributeOutcome::Parts(p) => p,
         };
+        let provenance = self.provenance(&raw);
         for part in parts {
             let ts = self.stats.by_type.entry(mtype.clone()).or_default();
             match part {
                 Ok(value) => {
                     let added = self.set.insert(Indicator {
                         value,
-                        provenance: raw.provenance.clone(),
+                        provenance: provenance.clone(),
                         merged: 0,
                     });
                     if added {
@@ -165,11 +178,37 @@ impl Loader {
                             value: raw.value.clone(),
                             reason: e.reason,
                             detail: e.detail,
-                            location: raw.provenance.location.to_string(),
+                            location: raw.location.clone(),
                         });
                     }
                 }
             }
+        }
+    }
+
+    /// The compact provenance of an attribute, sharing its event, category, type and tags with earlier ones.
+    fn provenance(&mut self, raw: &RawAttribute) -> Provenance {
+        let key = AttrMeta {
+            event: raw.event.clone(),
+            category: raw.category.as_deref().map(Box::from),
+            misp_type: raw.misp_type.as_str().into(),
+            tags: raw.tags.iter().map(|t| Box::from(t.as_str())).collect(),
+        };
+        let meta = match self.metas.get(&key) {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(key.clone());
+                self.metas.insert(key, m.clone());
+                m
+            }
+        };
+        Provenance {
+            meta,
+            attribute_uuid: raw.uuid.as_deref().and_then(Uuid::parse),
+            timestamp: raw
+                .timestamp
+                .and_then(|t| u32::try_from(t).ok())
+                .and_then(std::num::NonZeroU32::new),
         }
     }
 

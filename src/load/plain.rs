@@ -1,7 +1,7 @@
 //! Plain indicator lists: one value a line, `#` comments, the type guessed from the value's shape.
 
 use super::{LoadError, Loader, RawAttribute};
-use crate::indicator::{classify_plain, EventMeta, Provenance};
+use crate::indicator::{classify_plain, EventMeta};
 use std::sync::Arc;
 
 pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
@@ -19,12 +19,9 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
             value: value.to_string(),
             to_ids: true,
             deleted: false,
-            provenance: Provenance {
-                event: event.clone(),
-                misp_type: misp_type.to_string(),
-                location: format!("{name}:{}", i + 1).into(),
-                ..Default::default()
-            },
+            event: event.clone(),
+            location: format!("{name}:{}", i + 1),
+            ..Default::default()
         });
     }
     Ok(())

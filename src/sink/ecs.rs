@@ -24,7 +24,8 @@ pub fn indicator_fields(ind: &Indicator) -> Json {
         Value::Net(_) | Value::Range(..) => {
             o.insert("ip".into(), json!(name));
         }
-        Value::Url { host, rest } => {
+        Value::Url(u) => {
+            let (host, rest) = (&u.host, &u.rest);
             let path = rest.split(['?', '#']).next().unwrap_or_default();
             let path = path
                 .strip_prefix(|c: char| c == ':')
@@ -48,13 +49,14 @@ pub fn indicator_fields(ind: &Indicator) -> Json {
 /// The MISP provenance of an indicator, as carried in every hit.
 pub fn misp_fields(ind: &Indicator) -> Json {
     let p = &ind.provenance;
+    let ev = p.event();
     json!({
-        "event": { "id": p.event.id, "uuid": p.event.uuid, "info": p.event.info },
+        "event": { "id": ev.id, "uuid": ev.uuid, "info": ev.info },
         "attribute": {
-            "uuid": p.attribute_uuid,
-            "category": p.category,
-            "type": p.misp_type,
-            "timestamp": p.timestamp,
+            "uuid": p.attribute_uuid.map(|u| u.to_string()),
+            "category": p.category(),
+            "type": p.misp_type(),
+            "timestamp": p.timestamp.map(|t| t.get()),
         },
         "tags": p.all_tags(),
     })

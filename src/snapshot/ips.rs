@@ -10,8 +10,11 @@ use hashbrown::HashMap;
 use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct IpTable {
+    /// One bit per IPv4 /16 that any indicator touches: 8 KiB, always in L1/L2, so most addresses in a line
+    /// (private ranges, unrelated networks) cost one bit test and no hash probe.
+    v4_16: Box<[u64; 1024]>,
     v4: Vec<(u8, HashMap<u32, u32>)>,
     v6: Vec<(u8, HashMap<u128, u32>)>,
     pool: IdPool,
@@ -46,8 +49,30 @@ fn level<K>(levels: &mut Vec<(u8, HashMap<K, u32>)>, len: u8) -> &mut HashMap<K,
     &mut levels[i].1
 }
 
+impl Default for IpTable {
+    fn default() -> Self {
+        IpTable {
+            v4_16: Box::new([0; 1024]),
+            v4: Vec::new(),
+            v6: Vec::new(),
+            pool: IdPool::default(),
+        }
+    }
+}
+
 impl IpTable {
+    fn mark_v4(&mut self, net: u32, len: u8) {
+        let first = net >> 16;
+        let count = if len >= 16 { 1 } else { 1u32 << (16 - len) };
+        for p in first..first + count {
+            self.v4_16[(p >> 6) as usize] |= 1 << (p & 63);
+        }
+    }
+
     pub fn add_net(&mut self, net: IpNet, id: u32) {
+        if let IpNet::V4(n) = net {
+            self.mark_v4(u32::from(n.network()), n.prefix_len());
+        }
         let slot = match net {
             IpNet::V4(n) => level(&mut self.v4, n.prefix_len())
                 .entry(u32::from(n.network()) & mask4(n.prefix_len()))
@@ -88,6 +113,10 @@ impl IpTable {
     #[inline]
     pub fn lookup_v4(&self, a: Ipv4Addr, mut f: impl FnMut(u32)) {
         let a = u32::from(a);
+        let p = a >> 16;
+        if self.v4_16[(p >> 6) as usize] & (1 << (p & 63)) == 0 {
+            return;
+        }
         for (len, map) in &self.v4 {
             if let Some(&slot) = map.get(&(a & mask4(*len))) {
                 self.pool.for_each(slot, &mut f);
@@ -115,7 +144,7 @@ impl IpTable {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.v4.iter().map(|(_, m)| m.capacity() * 9).sum::<usize>()
+        8192 + self.v4.iter().map(|(_, m)| m.capacity() * 9).sum::<usize>()
             + self.v6.iter().map(|(_, m)| m.capacity() * 21).sum::<usize>()
             + self.pool.heap_bytes()
     }

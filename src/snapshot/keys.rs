@@ -73,7 +73,7 @@ struct Bloom {
 
 impl Bloom {
     fn with_keys(n: usize) -> Self {
-        let words = (n / 2 + 1).next_power_of_two().max(8);
+        let words = (n / 16 + 1).next_power_of_two().max(8);
         Bloom {
             words: vec![0; words],
             mask: words as u64 - 1,

@@ -39,7 +39,8 @@ impl Snapshot {
     pub fn build(set: IndicatorSet, version: u64) -> Snapshot {
         let started = Instant::now();
         let counts = set.counts();
-        let indicators = set.into_vec();
+        let mut indicators = set.into_vec();
+        indicators.shrink_to_fit();
         let host_keys = indicators
             .iter()
             .filter(|i| !matches!(i.value, Value::Net(_) | Value::Range(..) | Value::Hash(..)))
@@ -53,7 +54,7 @@ impl Snapshot {
             match &ind.value {
                 Value::Domain(d) => hosts.add_domain(d, id),
                 Value::Hostname(h) => hosts.add_hostname(h, id),
-                Value::Url { host, rest } => hosts.add_url(host, rest, id),
+                Value::Url(u) => hosts.add_url(&u.host, &u.rest, id),
                 Value::Email(e) => {
                     let (local, host) = e.rsplit_once('@').expect("validated e-mail");
                     hosts.add_email(local, host, id);
@@ -61,7 +62,7 @@ impl Snapshot {
                 }
                 Value::Hash(_, h) => *hashes.entry_or_insert_with(h.as_bytes(), || id) = id,
                 Value::Net(n) => ips.add_net(*n, id),
-                Value::Range(a, b) => ips.add_range(*a, *b, id),
+                Value::Range(r) => ips.add_range(r.0, r.1, id),
             }
         }
         hosts.seal();
