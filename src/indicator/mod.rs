@@ -397,6 +397,16 @@ impl IndicatorSet {
     }
 }
 
+impl FromIterator<Indicator> for IndicatorSet {
+    fn from_iter<T: IntoIterator<Item = Indicator>>(iter: T) -> Self {
+        let mut s = IndicatorSet::new();
+        for i in iter {
+            s.insert(i);
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,15 +428,5 @@ mod tests {
         assert_eq!(Uuid::parse(s).unwrap().to_string(), s);
         assert_eq!(Uuid::parse(&s.to_uppercase()).unwrap().to_string(), s);
         assert!(Uuid::parse("not-a-uuid").is_none());
-    }
-}
-
-impl FromIterator<Indicator> for IndicatorSet {
-    fn from_iter<T: IntoIterator<Item = Indicator>>(iter: T) -> Self {
-        let mut s = IndicatorSet::new();
-        for i in iter {
-            s.insert(i);
-        }
-        s
     }
 }
