@@ -12,8 +12,10 @@
 //! Everything except `source/` and the `load::read_*` helpers is pure: it takes bytes and returns values,
 //! so it is unit-tested and benchmarked without touching the file system.
 
+pub mod config;
 pub mod indicator;
 pub mod load;
+pub mod refresh;
 pub mod scan;
 pub mod sink;
 pub mod snapshot;

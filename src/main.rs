@@ -31,6 +31,8 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Load indicators and report what loaded, what was rejected and why, and what was merged.
     Check(cmd::check::CheckArgs),
+    /// Pull indicators once from the config's sources, write the last-good cache and print a summary.
+    Fetch(cmd::fetch::FetchArgs),
     /// Size a deployment: build time, memory and lines/s for N generated indicators, beside grep and ripgrep.
     Bench(cmd::bench::BenchArgs),
 }
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Scan(a) => cmd::scan::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Fetch(a) => cmd::fetch::run(a),
     };
     match result {
         Ok(code) => code,

@@ -14,6 +14,28 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.iocs.config {
+        let rt = super::runtime()?;
+        let r = super::refresher(path)?;
+        if let Some(role) = rt.block_on(r.check_key())? {
+            if role.excess.is_empty() {
+                println!(
+                    "MISP key role {:?}: no permissions beyond what iocmatch needs",
+                    role.role
+                );
+            } else {
+                println!(
+                    "MISP key role {:?} can do more than iocmatch needs: {}",
+                    role.role,
+                    role.excess.join(", ")
+                );
+            }
+        }
+        let (snap, stats) = args.iocs.snapshot()?;
+        let set: IndicatorSet = snap.indicators().iter().cloned().collect();
+        print!("{}", report(&set, &stats));
+        return Ok(ExitCode::SUCCESS);
+    }
     let (set, stats) = args.iocs.load()?;
     print!("{}", report(&set, &stats));
     Ok(ExitCode::SUCCESS)
@@ -62,6 +84,15 @@ pub fn report(set: &IndicatorSet, stats: &LoadStats) -> String {
         "\nskipped: {} without to_ids, {} deleted (use --all to load them)",
         stats.skipped_not_ids, stats.skipped_deleted
     );
+    if !stats.filtered.is_empty() {
+        let _ = writeln!(s, "\ndropped by warninglists or the allowlist:");
+        for (list, n) in &stats.filtered {
+            let _ = writeln!(s, "  {list}: {n}");
+            for e in stats.filtered_examples.get(list).into_iter().flatten() {
+                let _ = writeln!(s, "    {e}");
+            }
+        }
+    }
     if !stats.warnings.is_empty() {
         let _ = writeln!(s, "\nwarnings:");
         for w in &stats.warnings {

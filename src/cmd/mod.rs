@@ -2,11 +2,14 @@
 
 pub mod bench;
 pub mod check;
+pub mod fetch;
 pub mod scan;
 
 use anyhow::{Context, Result};
+use iocmatch::config::Config;
 use iocmatch::load::{load_paths, LoadStats};
-use iocmatch::{IndicatorSet, Policy};
+use iocmatch::refresh::{Refresher, StartedFrom};
+use iocmatch::{IndicatorSet, Policy, Snapshot};
 use std::path::PathBuf;
 
 /// Where indicators come from and which of them to keep.
@@ -14,8 +17,11 @@ use std::path::PathBuf;
 pub struct IocArgs {
     /// Indicator source: MISP JSON (restSearch or events), a MISP feed directory, MISP CSV or a plain list.
     /// Repeatable; the format is detected from the content.
-    #[arg(long = "iocs", value_name = "PATH", required = true)]
+    #[arg(long = "iocs", value_name = "PATH", required_unless_present = "config")]
     pub iocs: Vec<PathBuf>,
+    /// Take indicators from the sources in this config file instead (a live MISP pull, or the last-good cache).
+    #[arg(long, value_name = "FILE", conflicts_with = "iocs")]
+    pub config: Option<PathBuf>,
     /// Also load attributes without `to_ids` and soft-deleted ones.
     #[arg(long)]
     pub all: bool,
@@ -39,4 +45,48 @@ impl IocArgs {
     pub fn load(&self) -> Result<(IndicatorSet, LoadStats)> {
         load_paths(&self.iocs, self.policy()).context("loading indicators")
     }
+
+    /// The snapshot to scan with: from `--iocs`, or from the config's sources (live, else the cache).
+    pub fn snapshot(&self) -> Result<(Snapshot, LoadStats)> {
+        match &self.config {
+            None => {
+                let (set, stats) = self.load()?;
+                Ok((Snapshot::build(set, 1), stats))
+            }
+            Some(path) => {
+                let rt = runtime()?;
+                let mut r = refresher(path)?;
+                let (from, report) = rt
+                    .block_on(r.start())
+                    .context("loading indicators from the config's sources")?;
+                if from == StartedFrom::Cache {
+                    eprintln!(
+                        "iocmatch: MISP unreachable; scanning with the last-good cache (snapshot v{})",
+                        report.version
+                    );
+                }
+                let stats = r.metrics.last_load.lock().map(|s| s.clone()).unwrap_or_default();
+                let snap = r.cell().load();
+                let snap = std::sync::Arc::try_unwrap(snap).unwrap_or_else(|a| {
+                    let set: IndicatorSet = a.indicators().iter().cloned().collect();
+                    Snapshot::build(set, a.version())
+                });
+                Ok((snap, stats))
+            }
+        }
+    }
+}
+
+/// A tokio runtime for the commands that talk to MISP.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A refresher from a config file.
+pub fn refresher(path: &std::path::Path) -> Result<Refresher> {
+    let cfg = Config::load(path)?;
+    Refresher::new(cfg).with_context(|| format!("setting up sources from {}", path.display()))
 }

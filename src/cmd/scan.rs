@@ -37,7 +37,7 @@ pub struct ScanArgs {
 const CHUNK_BYTES: usize = 1 << 20;
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {
-    let (set, load_stats) = args.iocs.load()?;
+    let (snap, load_stats) = args.iocs.snapshot()?;
     for w in &load_stats.warnings {
         tracing::warn!("{w}");
     }
@@ -48,7 +48,6 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
             "some indicators were rejected; run `iocmatch check` for the reasons"
         );
     }
-    let snap = Snapshot::build(set, 1);
     tracing::info!(
         indicators = snap.len(),
         build_ms = snap.build_duration().as_millis() as u64,

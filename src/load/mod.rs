@@ -97,6 +97,10 @@ pub struct LoadStats {
     pub examples: BTreeMap<(String, RejectReason), Vec<Rejection>>,
     /// Non-fatal problems with a part of a source (e.g. a feed event file that is missing).
     pub warnings: Vec<String>,
+    /// Valid indicators dropped by a warninglist or the allowlist, per list name.
+    pub filtered: BTreeMap<String, usize>,
+    /// The first few dropped values per list, with where they came from.
+    pub filtered_examples: BTreeMap<String, Vec<String>>,
 }
 
 impl LoadStats {
@@ -118,13 +122,30 @@ impl LoadStats {
 
 const EXAMPLES_PER_REASON: usize = 3;
 
+/// A check applied to every valid indicator before it is kept: MISP warninglists, an allowlist.
+/// Returns the name of the list that drops the indicator.
+pub trait Vet: Send + Sync {
+    fn vet(&self, misp_type: &str, raw_value: &str, value: &crate::Value) -> Option<String>;
+}
+
 /// Accumulates indicators from any number of sources into one deduplicated set.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Loader {
     policy: Policy,
     set: IndicatorSet,
     stats: LoadStats,
     metas: HashMap<AttrMeta, Arc<AttrMeta>>,
+    vetters: Vec<Arc<dyn Vet>>,
+    accepted: Option<Vec<RawAttribute>>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("policy", &self.policy)
+            .field("indicators", &self.set.len())
+            .finish()
+    }
 }
 
 impl Loader {
@@ -133,6 +154,23 @@ impl Loader {
             policy,
             ..Default::default()
         }
+    }
+
+    /// Adds a check every valid indicator must pass.
+    pub fn with_vetter(mut self, v: Arc<dyn Vet>) -> Self {
+        self.vetters.push(v);
+        self
+    }
+
+    /// Keeps every attribute that yielded at least one indicator, so the caller can cache the validated set.
+    pub fn keep_accepted(mut self) -> Self {
+        self.accepted = Some(Vec::new());
+        self
+    }
+
+    /// The attributes that yielded indicators (when [`Loader::keep_accepted`] was set).
+    pub fn take_accepted(&mut self) -> Vec<RawAttribute> {
+        self.accepted.take().unwrap_or_default()
     }
 
     /// Applies policy, normalisation and validation to one attribute and records the outcome.
@@ -154,15 +192,25 @@ impl Loader {
             AttributeOutcome::Parts(p) => p,
         };
         let provenance = self.provenance(&raw);
+        let mut any = false;
         for part in parts {
-            let ts = self.stats.by_type.entry(mtype.clone()).or_default();
             match part {
                 Ok(value) => {
+                    if let Some(list) = self.vetters.iter().find_map(|v| v.vet(&mtype, &raw.value, &value)) {
+                        *self.stats.filtered.entry(list.clone()).or_default() += 1;
+                        let ex = self.stats.filtered_examples.entry(list).or_default();
+                        if ex.len() < EXAMPLES_PER_REASON {
+                            ex.push(format!("{value} ({mtype}) at {}", raw.location));
+                        }
+                        continue;
+                    }
+                    any = true;
                     let added = self.set.insert(Indicator {
                         value,
                         provenance: provenance.clone(),
                         merged: 0,
                     });
+                    let ts = self.stats.by_type.entry(mtype.clone()).or_default();
                     if added {
                         ts.loaded += 1;
                     } else {
@@ -170,6 +218,7 @@ impl Loader {
                     }
                 }
                 Err(e) => {
+                    let ts = self.stats.by_type.entry(mtype.clone()).or_default();
                     *ts.rejected.entry(e.reason).or_default() += 1;
                     let ex = self.stats.examples.entry((mtype.clone(), e.reason)).or_default();
                     if ex.len() < EXAMPLES_PER_REASON {
@@ -182,6 +231,11 @@ impl Loader {
                         });
                     }
                 }
+            }
+        }
+        if any {
+            if let Some(acc) = &mut self.accepted {
+                acc.push(raw);
             }
         }
     }

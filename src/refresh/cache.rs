@@ -1,0 +1,72 @@
+//! The last-good cache: the validated attributes of the last successful build, in MISP restSearch JSON, so the
+//! core loaders read it back and an operator can inspect it. Written atomically (temp file, fsync, rename).
+
+use crate::load::{LoadError, Loader, RawAttribute};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const CACHE_FILE: &str = "last-good.json";
+
+/// The cache file inside a state directory.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(CACHE_FILE)
+}
+
+/// One attribute as MISP JSON, with its event and tags, so the loaders read back the same provenance.
+pub fn attribute_json(a: &RawAttribute) -> serde_json::Value {
+    json!({
+        "uuid": a.uuid,
+        "type": a.misp_type,
+        "value": a.value,
+        "category": a.category,
+        "to_ids": a.to_ids,
+        "deleted": a.deleted,
+        "timestamp": a.timestamp.map(|t| t.to_string()),
+        "Tag": a.tags.iter().map(|t| json!({ "name": t })).collect::<Vec<_>>(),
+        "Event": {
+            "id": a.event.id,
+            "uuid": a.event.uuid,
+            "info": a.event.info,
+            "Tag": a.event.tags.iter().map(|t| json!({ "name": t })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes the cache for a snapshot version.
+pub fn write(state_dir: &Path, version: u64, attrs: &[RawAttribute]) -> std::io::Result<PathBuf> {
+    let doc = json!({
+        "iocmatch_cache": { "format": 1, "snapshot_version": version },
+        "response": { "Attribute": attrs.iter().map(attribute_json).collect::<Vec<_>>() },
+    });
+    let p = path(state_dir);
+    write_atomic(&p, &serde_json::to_vec(&doc).expect("JSON values serialise"))?;
+    Ok(p)
+}
+
+/// Reads the cache into a loader. A missing file is `Ok(false)`; a corrupt one is an error naming the file.
+pub fn read_into(state_dir: &Path, loader: &mut Loader) -> Result<bool, LoadError> {
+    let p = path(state_dir);
+    if !p.exists() {
+        return Ok(false);
+    }
+    loader.load_path(&p)?;
+    Ok(true)
+}

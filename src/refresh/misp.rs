@@ -1,0 +1,433 @@
+//! The MISP REST client: `POST /attributes/restSearch` with explicit paging, incremental pulls by `timestamp`,
+//! retries with backoff and jitter that honour 429, and a least-privilege check of the key's role.
+//!
+//! The traps from MISP's source are handled here: filters only work in a JSON body sent with exactly
+//! `Content-Type: application/json`; filter values go as `0`/`1` because JSON `false` silently removes a filter;
+//! rows are ordered by `Attribute.id asc` since MISP has no default order; paging stops when a page returns fewer
+//! than `limit` rows plus `X-Skipped-Elements-Count`, and `X-Result-Count` is never trusted as a total.
+
+use super::error::{PageNo, RefreshError};
+use crate::config::MispConfig;
+use crate::load::{attribute_from_json, RawAttribute};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// The MISP API key. It has no `Display`, and its `Debug` is redacted, so it cannot reach a log line or an error.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl ApiKey {
+    /// Reads the key from the configured environment variable, or else the key file.
+    pub fn load(cfg: &MispConfig) -> Result<ApiKey, RefreshError> {
+        if let Ok(k) = std::env::var(&cfg.key_env) {
+            let k = k.trim().to_string();
+            if !k.is_empty() {
+                return Ok(ApiKey(k));
+            }
+        }
+        if let Some(path) = &cfg.key_file {
+            warn_if_shared(path);
+            let k = std::fs::read_to_string(path)
+                .map_err(|e| RefreshError::Key(format!("cannot read key file {}: {e}", path.display())))?;
+            let k = k.trim().to_string();
+            if k.is_empty() {
+                return Err(RefreshError::Key(format!("key file {} is empty", path.display())));
+            }
+            return Ok(ApiKey(k));
+        }
+        Err(RefreshError::Key(format!(
+            "set the environment variable {} or misp.key_file to the MISP API key",
+            cfg.key_env
+        )))
+    }
+
+    /// A key for tests and embedding.
+    pub fn from_secret(s: impl Into<String>) -> ApiKey {
+        ApiKey(s.into())
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", m.permissions().mode() & 0o777),
+                "the MISP key file is readable by group or others; chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_: &std::path::Path) {}
+
+/// What `GET /users/view/me` says about the key's role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleReport {
+    pub role: String,
+    /// `perm_*` flags the key has beyond what iocmatch needs.
+    pub excess: Vec<String>,
+}
+
+/// Permissions iocmatch may need: API access, and sightings when sightings are on.
+fn needed(flag: &str, sightings: bool) -> bool {
+    flag == "perm_auth" || (sightings && flag == "perm_sighting") || flag == "perm_view_feed_correlations"
+}
+
+pub struct MispClient {
+    http: reqwest::Client,
+    base: String,
+    key: ApiKey,
+    cfg: MispConfig,
+}
+
+impl MispClient {
+    pub fn new(cfg: &MispConfig, key: ApiKey) -> Result<MispClient, RefreshError> {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(Duration::from_secs(cfg.timeout_secs))
+            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
+            .user_agent(concat!("iocmatch/", env!("CARGO_PKG_VERSION")))
+            .https_only(!cfg.allow_http);
+        if let Some(ca) = &cfg.ca_bundle {
+            let pem = std::fs::read(ca).map_err(|e| RefreshError::Io {
+                path: ca.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RefreshError::Io {
+                path: ca.display().to_string(),
+                message: format!("not a PEM certificate bundle: {e}"),
+            })?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if cfg.insecure_skip_verify {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let http = b
+            .build()
+            .map_err(|e| RefreshError::Config(format!("HTTP client: {e}")))?;
+        Ok(MispClient {
+            http,
+            base: cfg.url.trim_end_matches('/').to_string(),
+            key,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// One request with retries. Returns the status, headers and body of the first non-retryable answer.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        page: Option<u32>,
+    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), RefreshError> {
+        let url = self.url(path);
+        let pg = PageNo(page);
+        if self.cfg.insecure_skip_verify {
+            tracing::warn!(url = %url, "TLS certificate verification is OFF for MISP (insecure_skip_verify)");
+        }
+        let mut attempt = 0u32;
+        loop {
+            let started = Instant::now();
+            let mut auth = reqwest::header::HeaderValue::from_str(&self.key.0)
+                .map_err(|_| RefreshError::Key("the API key contains characters not allowed in a header".into()))?;
+            auth.set_sensitive(true);
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .header(AUTHORIZATION, auth)
+                .header(ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(serde_json::to_vec(b).expect("JSON values serialise"));
+            }
+            let result = self.answer(req, &url, pg).await;
+            let elapsed = started.elapsed().as_millis() as u64;
+            let (err, wait) = match result {
+                Ok((status, headers, bytes)) => {
+                    tracing::debug!(method = %method, path, status = status.as_u16(), duration_ms = elapsed, "MISP answered");
+                    return Ok((status, headers, bytes));
+                }
+                Err((e, retry_after)) => (e, retry_after),
+            };
+            tracing::info!(method = %method, path, page, duration_ms = elapsed, error = %err, "MISP API call failed");
+            attempt += 1;
+            if !err.retryable() || attempt > self.cfg.retries {
+                return Err(err);
+            }
+            let backoff = self.cfg.backoff_ms.saturating_mul(1 << (attempt - 1).min(10));
+            let jitter = fastrand::u64(0..=backoff / 2);
+            let delay = wait.unwrap_or(Duration::from_millis(backoff + jitter));
+            tracing::warn!(
+                path,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "retrying MISP request: {err}"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends once and classifies the answer; a 429 comes back with the delay the server asked for.
+    async fn answer(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+        page: PageNo,
+    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), (RefreshError, Option<Duration>)> {
+        let u = url.to_string();
+        let resp = req.send().await.map_err(|e| {
+            let err = if e.is_timeout() {
+                RefreshError::Timeout {
+                    url: u.clone(),
+                    page,
+                    secs: self.cfg.timeout_secs,
+                }
+            } else {
+                RefreshError::Transport {
+                    url: u.clone(),
+                    page,
+                    message: error_chain(&e),
+                }
+            };
+            (err, None)
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(|e| {
+            let err = if e.is_timeout() {
+                RefreshError::Timeout {
+                    url: u.clone(),
+                    page,
+                    secs: self.cfg.timeout_secs,
+                }
+            } else {
+                RefreshError::Body {
+                    url: u.clone(),
+                    page,
+                    message: error_chain(&e),
+                }
+            };
+            (err, None)
+        })?;
+        if status.is_success() {
+            return Ok((status, headers, bytes));
+        }
+        let message = misp_message(&bytes);
+        let err = match status.as_u16() {
+            403 => RefreshError::Forbidden { url: u, page, message },
+            405 => RefreshError::NoApiAccess { url: u, message },
+            code => RefreshError::Http {
+                url: u,
+                page,
+                status: code,
+                message,
+            },
+        };
+        let wait = (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| retry_after(&headers))
+            .flatten();
+        Err((err, wait))
+    }
+
+    /// The restSearch body for one page. `since` makes it incremental (and includes soft-deleted rows).
+    pub fn search_body(&self, page: u32, since: Option<i64>) -> Value {
+        let c = &self.cfg;
+        let mut b = json!({
+            "returnFormat": "json",
+            "order": "Attribute.id asc",
+            "page": page,
+            "limit": c.page_size,
+            "includeEventTags": 1,
+            "includeEventUuid": 1,
+        });
+        let o = b.as_object_mut().expect("object");
+        match since {
+            Some(ts) => {
+                o.insert("timestamp".into(), json!(ts));
+                o.insert("deleted".into(), json!([0, 1]));
+            }
+            None if c.to_ids_only => {
+                o.insert("to_ids".into(), json!(1));
+            }
+            None => {}
+        }
+        if let Some(p) = c.published {
+            o.insert("published".into(), json!(p as u8));
+        }
+        if !c.types.is_empty() {
+            o.insert("type".into(), json!(c.types));
+        }
+        if !c.tags.is_empty() || !c.not_tags.is_empty() {
+            let mut t = serde_json::Map::new();
+            if !c.tags.is_empty() {
+                t.insert("OR".into(), json!(c.tags));
+            }
+            if !c.not_tags.is_empty() {
+                t.insert("NOT".into(), json!(c.not_tags));
+            }
+            o.insert("tags".into(), Value::Object(t));
+        }
+        if !c.orgs.is_empty() {
+            o.insert("org".into(), json!(c.orgs));
+        }
+        b
+    }
+
+    /// Pulls every page. `since` = `None` is a full pull.
+    pub async fn pull(&self, since: Option<i64>) -> Result<Vec<RawAttribute>, RefreshError> {
+        let path = "/attributes/restSearch";
+        let url = self.url(path);
+        let mut out = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let started = Instant::now();
+            let body = self.search_body(page, since);
+            let (status, headers, bytes) = self.send(Method::POST, path, Some(&body), Some(page)).await?;
+            let rows = parse_attributes(&bytes, &url, page)?;
+            let skipped: usize = header_num(&headers, "x-skipped-elements-count").unwrap_or(0);
+            tracing::info!(
+                method = "POST",
+                path,
+                page,
+                status = status.as_u16(),
+                rows = rows.len(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "MISP API call"
+            );
+            let n = rows.len();
+            out.extend(rows);
+            if n + skipped < self.cfg.page_size {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// Reads the key's role and lists the permissions it has beyond what iocmatch needs.
+    pub async fn whoami(&self) -> Result<RoleReport, RefreshError> {
+        let path = "/users/view/me";
+        let url = self.url(path);
+        let started = Instant::now();
+        let (status, _, bytes) = self.send(Method::GET, path, None, None).await?;
+        tracing::info!(
+            method = "GET",
+            path,
+            status = status.as_u16(),
+            rows = 1,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "MISP API call"
+        );
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| RefreshError::Json {
+            url: url.clone(),
+            page: PageNo(None),
+            message: e.to_string(),
+        })?;
+        let role = v
+            .get("Role")
+            .and_then(Value::as_object)
+            .ok_or_else(|| RefreshError::Json {
+                url: url.clone(),
+                page: PageNo(None),
+                message: "no Role object in /users/view/me".into(),
+            })?;
+        let flag = |k: &str| role.get(k).and_then(crate::load::lenient_bool).unwrap_or(false);
+        if !flag("perm_auth") {
+            return Err(RefreshError::NoApiAccess {
+                url,
+                message: "its role lacks perm_auth".into(),
+            });
+        }
+        let mut excess: Vec<String> = role
+            .keys()
+            .filter(|k| k.starts_with("perm_") && flag(k) && !needed(k, self.cfg.sightings))
+            .cloned()
+            .collect();
+        excess.sort();
+        Ok(RoleReport {
+            role: role.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+            excess,
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+fn header_num(h: &HeaderMap, name: &str) -> Option<usize> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The delay a 429 asks for: `Retry-After` seconds, else `X-Rate-Limit-Reset` seconds; capped at 15 minutes.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let secs = header_num(h, "retry-after").or_else(|| header_num(h, "x-rate-limit-reset"))?;
+    Some(Duration::from_secs(secs.min(900) as u64))
+}
+
+/// MISP's error body is `{"name","message","url"}`; fall back to the start of the body.
+fn misp_message(bytes: &[u8]) -> String {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                .trim()
+                .to_string()
+        })
+}
+
+/// Reads a restSearch body: `{"response":{"Attribute":[...]}}`, or the shapes MISP uses when empty.
+pub fn parse_attributes(bytes: &[u8], url: &str, page: u32) -> Result<Vec<RawAttribute>, RefreshError> {
+    let jerr = |message: String| RefreshError::Json {
+        url: url.to_string(),
+        page: PageNo(Some(page)),
+        message,
+    };
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| jerr(e.to_string()))?;
+    let resp = v.get("response").unwrap_or(&v);
+    let list = match resp {
+        Value::Object(o) => match o.get("Attribute") {
+            Some(Value::Array(a)) => a.as_slice(),
+            _ => return Err(jerr("no response.Attribute list".into())),
+        },
+        Value::Array(a) if a.is_empty() => &[],
+        _ => return Err(jerr("unexpected response shape".into())),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, a) in list.iter().enumerate() {
+        let loc = format!("{url} page {page} #{i}");
+        match a.as_object().map(|o| attribute_from_json(o, None, &loc)) {
+            Some(Ok(raw)) => out.push(raw),
+            Some(Err(msg)) => tracing::warn!("{loc}: {msg}"),
+            None => tracing::warn!("{loc}: attribute is not an object"),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,307 @@
+//! The refresher: keeps the serving snapshot current and safe.
+//!
+//! Sources (MISP REST, feeds, local files) feed an attribute set; each rebuild validates it (core rules,
+//! warninglists, allowlist), builds a snapshot off the scoring path, swaps it in atomically, and writes the
+//! last-good cache. A failing source never replaces the serving snapshot: MISP keeps its last store, a feed keeps
+//! its last contribution, and a rebuild that fails leaves the old snapshot serving.
+
+pub mod cache;
+pub mod error;
+pub mod feed;
+pub mod misp;
+pub mod store;
+pub mod swap;
+pub mod warninglist;
+
+pub use error::RefreshError;
+pub use swap::{ChangeReport, SnapshotCell};
+
+use crate::config::Config;
+use crate::load::{LoadStats, Loader, Vet};
+use crate::{Policy, Snapshot};
+use feed::FeedSource;
+use misp::{ApiKey, MispClient, RoleReport};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::AttributeStore;
+
+/// Counters the refresher keeps for metrics.
+#[derive(Debug, Default)]
+pub struct RefreshMetrics {
+    /// Failed pulls per source name (`misp`, feed names, `files`).
+    pub errors: Mutex<BTreeMap<String, u64>>,
+    pub refreshes: AtomicU64,
+    /// The last build's load statistics (rejections per reason, warninglist drops).
+    pub last_load: Mutex<LoadStats>,
+}
+
+impl RefreshMetrics {
+    fn error(&self, source: &str) {
+        *self
+            .errors
+            .lock()
+            .expect("metrics lock")
+            .entry(source.to_string())
+            .or_default() += 1;
+    }
+}
+
+/// Where the first snapshot came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartedFrom {
+    Live,
+    Cache,
+    /// No MISP configured: local files and feeds only.
+    LocalOnly,
+}
+
+pub struct Refresher {
+    cfg: Config,
+    policy: Policy,
+    misp: Option<MispClient>,
+    store: AttributeStore,
+    feeds: Vec<FeedSource>,
+    vetters: Vec<Arc<dyn Vet>>,
+    cell: Arc<SnapshotCell>,
+    version: u64,
+    last_full: Option<Instant>,
+    /// Attributes read from the cache while MISP was unreachable at start; replaced by the first good pull.
+    cached: Option<Vec<crate::load::RawAttribute>>,
+    pub metrics: Arc<RefreshMetrics>,
+}
+
+impl Refresher {
+    /// Sets up sources and validation from the config. No network traffic yet.
+    pub fn new(cfg: Config) -> Result<Refresher, RefreshError> {
+        let misp = match &cfg.misp {
+            Some(m) => Some(MispClient::new(m, ApiKey::load(m)?)?),
+            None => None,
+        };
+        let timeout = Duration::from_secs(cfg.misp.as_ref().map_or(60, |m| m.timeout_secs));
+        let feeds = cfg
+            .feeds
+            .iter()
+            .map(|f| FeedSource::new(f.clone(), timeout))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut vetters: Vec<Arc<dyn Vet>> = Vec::new();
+        if let Some(dir) = &cfg.validation.warninglists_dir {
+            let (wl, errors) = warninglist::Warninglists::load_dir(dir);
+            for e in errors {
+                tracing::warn!("warninglist skipped: {e}");
+            }
+            tracing::info!(lists = wl.len(), dir = %dir.display(), "warninglists loaded");
+            vetters.push(Arc::new(wl));
+        }
+        if let Some(p) = &cfg.validation.allowlist {
+            let a = warninglist::Allowlist::load(p).map_err(|e| RefreshError::Io {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?;
+            vetters.push(Arc::new(a));
+        }
+        let policy = Policy {
+            include_all: cfg.validation.include_all,
+            min_v4_prefix: cfg.validation.min_v4_prefix,
+            min_v6_prefix: cfg.validation.min_v6_prefix,
+        };
+        Ok(Refresher {
+            cfg,
+            policy,
+            misp,
+            store: AttributeStore::new(),
+            feeds,
+            vetters,
+            cell: Arc::new(SnapshotCell::new(Snapshot::empty())),
+            version: 0,
+            last_full: None,
+            cached: None,
+            metrics: Arc::new(RefreshMetrics::default()),
+        })
+    }
+
+    /// The serving snapshot, shared with scorers.
+    pub fn cell(&self) -> Arc<SnapshotCell> {
+        self.cell.clone()
+    }
+
+    /// Checks the key's role and warns, naming each flag, when it can do more than iocmatch needs.
+    pub async fn check_key(&self) -> Result<Option<RoleReport>, RefreshError> {
+        let Some(m) = &self.misp else { return Ok(None) };
+        let r = m.whoami().await?;
+        for flag in &r.excess {
+            tracing::warn!(role = %r.role, flag = %flag, "the MISP key can do more than iocmatch needs ({flag}); use a read-only role");
+        }
+        Ok(Some(r))
+    }
+
+    /// The first load: a full MISP pull, or the last-good cache when MISP is unreachable.
+    pub async fn start(&mut self) -> Result<(StartedFrom, ChangeReport), RefreshError> {
+        if self.misp.is_none() {
+            let r = self.refresh(true).await?;
+            return Ok((StartedFrom::LocalOnly, r));
+        }
+        match self.refresh(true).await {
+            Ok(r) => Ok((StartedFrom::Live, r)),
+            Err(live) => {
+                let mut l = Loader::new(Policy {
+                    include_all: true,
+                    ..Policy::default()
+                })
+                .keep_accepted();
+                match cache::read_into(&self.cfg.state_dir, &mut l) {
+                    Ok(true) => {
+                        tracing::warn!(
+                            cache = %cache::path(&self.cfg.state_dir).display(),
+                            "MISP is unreachable ({live}); serving the last-good cache until a pull succeeds"
+                        );
+                        self.cached = Some(l.take_accepted());
+                        let r = self.rebuild()?;
+                        Ok((StartedFrom::Cache, r))
+                    }
+                    Ok(false) => Err(live),
+                    Err(e) => {
+                        tracing::error!("ignoring the corrupt last-good cache: {e}");
+                        Err(live)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pulls what is due and swaps in a new snapshot if anything changed. `full` forces a full MISP pull.
+    pub async fn refresh(&mut self, full: bool) -> Result<ChangeReport, RefreshError> {
+        self.metrics.refreshes.fetch_add(1, Ordering::Relaxed);
+        let mut first_error = None;
+        if let Some(m) = &self.misp {
+            let full_due = self.last_full.is_none_or(|t| {
+                t.elapsed() >= Duration::from_secs(self.cfg.misp.as_ref().map_or(86_400, |m| m.full_sync_secs))
+            });
+            let is_full = full || full_due || self.store.is_empty() && self.cached.is_some();
+            let since = (!is_full).then(|| self.store.cursor());
+            match m.pull(since).await {
+                Ok(attrs) => {
+                    let keep_all = self.policy.include_all;
+                    let delta = if is_full {
+                        self.last_full = Some(Instant::now());
+                        self.store.replace(attrs, keep_all)
+                    } else {
+                        self.store.apply(attrs, keep_all)
+                    };
+                    self.cached = None;
+                    tracing::info!(
+                        full = is_full,
+                        upserted = delta.upserted,
+                        removed = delta.removed,
+                        stored = self.store.len(),
+                        "MISP pull applied"
+                    );
+                }
+                Err(e) => {
+                    self.metrics.error("misp");
+                    tracing::error!("MISP pull failed, the serving snapshot stays: {e}");
+                    first_error = Some(e);
+                }
+            }
+        }
+        let now = Instant::now();
+        for f in &mut self.feeds {
+            if !f.due(now) && !full {
+                continue;
+            }
+            if let Err(e) = f.pull().await {
+                self.metrics.error(&f.cfg.name);
+                tracing::error!(feed = %f.cfg.name, "feed pull failed, keeping its last good contribution: {e}");
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        self.rebuild()
+    }
+
+    /// Validates every source's attributes, builds a snapshot, swaps it in and writes the cache.
+    pub fn rebuild(&mut self) -> Result<ChangeReport, RefreshError> {
+        let mut l = Loader::new(self.policy.clone()).keep_accepted();
+        for v in &self.vetters {
+            l = l.with_vetter(v.clone());
+        }
+        for p in &self.cfg.iocs {
+            if let Err(e) = l.load_path(p) {
+                self.metrics.error("files");
+                tracing::error!("local indicators skipped: {e}");
+            }
+        }
+        for a in self.store.attributes() {
+            l.add_attribute(a.clone());
+        }
+        if let Some(c) = &self.cached {
+            for a in c {
+                l.add_attribute(a.clone());
+            }
+        }
+        for f in &self.feeds {
+            for a in f.attributes() {
+                l.add_attribute(a.clone());
+            }
+        }
+        let accepted = l.take_accepted();
+        let (set, stats) = l.finish();
+        for (list, n) in &stats.filtered {
+            tracing::info!(list = %list, dropped = n, "indicators dropped by a warninglist or the allowlist");
+        }
+        let rejected = stats.total_rejected();
+        if rejected > 0 {
+            tracing::warn!(rejected, "indicators rejected at validation (see `iocmatch check`)");
+        }
+        *self.metrics.last_load.lock().expect("metrics lock") = stats;
+        self.version += 1;
+        let snap = Snapshot::build(set, self.version);
+        let report = self.cell.swap(snap);
+        match cache::write(&self.cfg.state_dir, self.version, &accepted) {
+            Ok(p) => tracing::debug!(cache = %p.display(), "last-good cache written"),
+            Err(e) => {
+                self.metrics.error("cache");
+                tracing::error!(state_dir = %self.cfg.state_dir.display(), "cannot write the last-good cache: {e}");
+            }
+        }
+        Ok(report)
+    }
+
+    /// Refreshes on the configured interval until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let every = Duration::from_secs(
+            self.cfg
+                .misp
+                .as_ref()
+                .map(|m| m.interval_secs)
+                .into_iter()
+                .chain(self.cfg.feeds.iter().map(|f| f.interval_secs))
+                .chain(std::iter::once(self.cfg.refresh.files_interval_secs))
+                .min()
+                .unwrap_or(300)
+                .max(1),
+        );
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = self.refresh(false).await {
+                tracing::error!("refresh failed: {e}");
+            }
+        }
+    }
+
+    pub fn store_len(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+}

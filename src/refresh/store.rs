@@ -1,0 +1,135 @@
+//! The attribute store behind incremental sync: attributes keyed by MISP uuid, upserted by each pull.
+//!
+//! Pure. A full pull replaces the store (that is how hard deletes are caught); an incremental pull upserts by uuid
+//! and removes attributes that were soft-deleted or lost `to_ids`.
+
+use crate::load::RawAttribute;
+use std::collections::HashMap;
+
+/// What one pull changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreDelta {
+    pub upserted: usize,
+    pub removed: usize,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AttributeStore {
+    by_key: HashMap<String, RawAttribute>,
+    max_timestamp: i64,
+}
+
+/// The store key: the attribute uuid, or type and value for sources without uuids.
+fn key(a: &RawAttribute) -> String {
+    match &a.uuid {
+        Some(u) => u.to_ascii_lowercase(),
+        None => format!("{}\u{0}{}", a.misp_type, a.value),
+    }
+}
+
+impl AttributeStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces everything with a full pull. `keep_all` keeps attributes without `to_ids` too.
+    pub fn replace(&mut self, attrs: Vec<RawAttribute>, keep_all: bool) -> StoreDelta {
+        let before = self.by_key.len();
+        self.by_key.clear();
+        self.max_timestamp = 0;
+        let mut d = self.apply(attrs, keep_all);
+        d.removed = before.saturating_sub(self.by_key.len().min(before));
+        d
+    }
+
+    /// Applies an incremental pull: upsert by uuid; a deleted attribute, or one whose `to_ids` became false, goes.
+    pub fn apply(&mut self, attrs: Vec<RawAttribute>, keep_all: bool) -> StoreDelta {
+        let mut d = StoreDelta::default();
+        for a in attrs {
+            self.max_timestamp = self.max_timestamp.max(a.timestamp.unwrap_or(0));
+            let k = key(&a);
+            if a.deleted || (!a.to_ids && !keep_all) {
+                if self.by_key.remove(&k).is_some() {
+                    d.removed += 1;
+                }
+            } else {
+                self.by_key.insert(k, a);
+                d.upserted += 1;
+            }
+        }
+        d
+    }
+
+    /// The newest attribute timestamp seen: the cursor for the next incremental pull.
+    pub fn cursor(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn attributes(&self) -> impl Iterator<Item = &RawAttribute> {
+        self.by_key.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(uuid: &str, value: &str, ts: i64, to_ids: bool, deleted: bool) -> RawAttribute {
+        RawAttribute {
+            misp_type: "domain".into(),
+            value: value.into(),
+            to_ids,
+            deleted,
+            uuid: Some(uuid.into()),
+            timestamp: Some(ts),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn incremental_upserts_by_uuid_and_removes_deletes_and_to_ids_flips() {
+        let mut s = AttributeStore::new();
+        s.replace(
+            vec![attr("a", "a.com", 10, true, false), attr("b", "b.com", 11, true, false)],
+            false,
+        );
+        assert_eq!(s.cursor(), 11);
+        let d = s.apply(
+            vec![
+                attr("a", "a2.com", 12, true, false),
+                attr("b", "b.com", 13, false, false),
+                attr("c", "c.com", 14, true, true),
+            ],
+            false,
+        );
+        assert_eq!(
+            d,
+            StoreDelta {
+                upserted: 1,
+                removed: 1
+            }
+        );
+        let values: Vec<&str> = s.attributes().map(|a| a.value.as_str()).collect();
+        assert_eq!(values, ["a2.com"]);
+        assert_eq!(s.cursor(), 14);
+    }
+
+    #[test]
+    fn a_full_pull_catches_hard_deletes() {
+        let mut s = AttributeStore::new();
+        s.replace(
+            vec![attr("a", "a.com", 1, true, false), attr("b", "b.com", 1, true, false)],
+            false,
+        );
+        s.replace(vec![attr("a", "a.com", 1, true, false)], false);
+        assert_eq!(s.len(), 1);
+    }
+}

@@ -1,0 +1,349 @@
+//! MISP warninglists applied locally at snapshot build, with MISP's matching semantics per list type:
+//! `string` (exact), `substring` (Aho-Corasick over all entries), `hostname` (suffix at a label boundary),
+//! `cidr` (containment) and `regex` (PHP-delimited patterns). Plus the operator's own allowlist.
+//!
+//! Pure except [`Warninglists::load_dir`] and [`Allowlist::load`], which read files.
+
+use crate::load::Vet;
+use crate::Value;
+use aho_corasick::AhoCorasick;
+use ipnet::IpNet;
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::Path;
+
+#[derive(Deserialize)]
+struct ListFile {
+    name: String,
+    #[serde(default)]
+    r#type: Option<serde_json::Value>,
+    list: Vec<String>,
+    #[serde(default)]
+    matching_attributes: Option<Vec<String>>,
+}
+
+enum Matcher {
+    Exact(HashSet<String>),
+    Substring(AhoCorasick),
+    Hostname(HashSet<String>),
+    Cidr(Vec<IpNet>),
+    Regex(Vec<Regex>),
+}
+
+struct List {
+    name: String,
+    types: Option<HashSet<String>>,
+    matcher: Matcher,
+}
+
+/// A set of MISP warninglists.
+#[derive(Default)]
+pub struct Warninglists {
+    lists: Vec<List>,
+}
+
+/// Converts a PHP `/pattern/flags` regex to Rust syntax.
+fn php_regex(entry: &str) -> Option<Regex> {
+    let body = entry.strip_prefix('/')?;
+    let end = body.rfind('/')?;
+    let (pat, flags) = (&body[..end], &body[end + 1..]);
+    let inline: String = flags.chars().filter(|c| matches!(c, 'i' | 'm' | 's' | 'x')).collect();
+    let pat = if inline.is_empty() {
+        pat.to_string()
+    } else {
+        format!("(?{inline}){pat}")
+    };
+    Regex::new(&pat).ok()
+}
+
+/// The host of a value the way MISP's hostname lists see it: from a URL after `//`, else before the first `/`.
+fn host_of(v: &str) -> &str {
+    let v = v.split_once("//").map_or(v, |(_, r)| r);
+    let v = v.split(['/', '?', '#']).next().unwrap_or(v);
+    let v = v.rsplit_once('@').map_or(v, |(_, h)| h);
+    v.split(':').next().unwrap_or(v).trim_matches('.')
+}
+
+impl Warninglists {
+    /// Parses one list file. Returns an error naming what is wrong.
+    pub fn add_json(&mut self, name_hint: &str, bytes: &[u8]) -> Result<(), String> {
+        let f: ListFile = serde_json::from_slice(bytes).map_err(|e| format!("{name_hint}: {e}"))?;
+        let kind = match &f.r#type {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(a)) => a.first().and_then(|v| v.as_str()).unwrap_or("string").to_string(),
+            _ => "string".to_string(),
+        };
+        let matcher = match kind.as_str() {
+            "string" => Matcher::Exact(f.list.iter().cloned().collect()),
+            "substring" => Matcher::Substring(
+                AhoCorasick::new(f.list.iter().filter(|s| !s.is_empty())).map_err(|e| format!("{name_hint}: {e}"))?,
+            ),
+            "hostname" => Matcher::Hostname(
+                f.list
+                    .iter()
+                    .map(|h| h.trim_matches('.').to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+            ),
+            "cidr" => Matcher::Cidr(
+                f.list
+                    .iter()
+                    .filter_map(|c| {
+                        c.parse::<IpNet>()
+                            .ok()
+                            .or_else(|| c.parse::<IpAddr>().ok().map(IpNet::from))
+                    })
+                    .collect(),
+            ),
+            "regex" => Matcher::Regex(f.list.iter().filter_map(|r| php_regex(r)).collect()),
+            other => return Err(format!("{name_hint}: unknown warninglist type {other:?}")),
+        };
+        self.lists.push(List {
+            name: f.name,
+            types: f.matching_attributes.map(|v| v.into_iter().collect()),
+            matcher,
+        });
+        Ok(())
+    }
+
+    /// Loads every `*.json` under `dir`; a bad file is reported and skipped, never fatal.
+    pub fn load_dir(dir: &Path) -> (Warninglists, Vec<String>) {
+        let mut wl = Warninglists::default();
+        let mut errors = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let entries = match std::fs::read_dir(&d) {
+                Ok(e) => e,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", d.display()));
+                    continue;
+                }
+            };
+            let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths {
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "json") {
+                    match std::fs::read(&p) {
+                        Ok(b) => {
+                            if let Err(e) = wl.add_json(&p.display().to_string(), &b) {
+                                errors.push(e);
+                            }
+                        }
+                        Err(e) => errors.push(format!("{}: {e}", p.display())),
+                    }
+                }
+            }
+        }
+        (wl, errors)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    /// The name of the first list that matches the attribute, if any. Composite values are split once on `|` and
+    /// either half counts, as in MISP.
+    pub fn check(&self, misp_type: &str, raw_value: &str, value: &Value) -> Option<&str> {
+        let mut candidates: Vec<String> = vec![raw_value.trim().to_string()];
+        if let Some((a, b)) = raw_value.split_once('|') {
+            candidates.push(a.trim().to_string());
+            candidates.push(b.trim().to_string());
+        }
+        candidates.push(value.name());
+        for l in &self.lists {
+            if let Some(t) = &l.types {
+                if !t.contains(misp_type) {
+                    continue;
+                }
+            }
+            let hit = match &l.matcher {
+                Matcher::Exact(set) => candidates.iter().any(|c| set.contains(c)),
+                Matcher::Substring(ac) => candidates.iter().any(|c| ac.is_match(c)),
+                Matcher::Hostname(set) => {
+                    let host = match value {
+                        Value::Domain(d) | Value::Hostname(d) => d.to_string(),
+                        Value::Url(u) => u.host.clone(),
+                        Value::Email(e) => e.rsplit_once('@').map_or(String::new(), |(_, h)| h.to_string()),
+                        _ => host_of(raw_value).to_ascii_lowercase(),
+                    };
+                    let hit = suffixes(&host).any(|s| set.contains(s));
+                    hit
+                }
+                Matcher::Cidr(nets) => match value {
+                    Value::Net(n) => nets.iter().any(|w| w.contains(n)),
+                    Value::Range(r) => nets.iter().any(|w| w.contains(&r.0) && w.contains(&r.1)),
+                    _ => false,
+                },
+                Matcher::Regex(res) => candidates.iter().any(|c| res.iter().any(|r| r.is_match(c))),
+            };
+            if hit {
+                return Some(&l.name);
+            }
+        }
+        None
+    }
+}
+
+/// `a.b.c` → `a.b.c`, `b.c`, `c`.
+fn suffixes(host: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(host).chain(host.match_indices('.').map(move |(i, _)| &host[i + 1..]))
+}
+
+impl Vet for Warninglists {
+    fn vet(&self, misp_type: &str, raw_value: &str, value: &Value) -> Option<String> {
+        self.check(misp_type, raw_value, value)
+            .map(|n| format!("warninglist: {n}"))
+    }
+}
+
+/// The operator's allowlist: domains (and their subdomains), CIDRs and hashes that must never alert.
+#[derive(Default, Debug)]
+pub struct Allowlist {
+    domains: HashSet<String>,
+    nets: Vec<IpNet>,
+    hashes: HashSet<String>,
+}
+
+impl Allowlist {
+    /// Parses one entry a line; `#` starts a comment.
+    pub fn parse(text: &str) -> Allowlist {
+        let mut a = Allowlist::default();
+        for line in text.lines() {
+            let v = line.split('#').next().unwrap_or("").trim();
+            if v.is_empty() {
+                continue;
+            }
+            if let Ok(n) = v.parse::<IpNet>() {
+                a.nets.push(n);
+            } else if let Ok(ip) = v.parse::<IpAddr>() {
+                a.nets.push(IpNet::from(ip));
+            } else if v.len() >= 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                a.hashes.insert(v.to_ascii_lowercase());
+            } else {
+                a.domains.insert(v.trim_matches('.').to_ascii_lowercase());
+            }
+        }
+        a
+    }
+
+    pub fn load(path: &Path) -> std::io::Result<Allowlist> {
+        Ok(Self::parse(&std::fs::read_to_string(path)?))
+    }
+
+    pub fn allows(&self, value: &Value) -> bool {
+        let host_ok = |h: &str| suffixes(h).any(|s| self.domains.contains(s));
+        match value {
+            Value::Domain(d) | Value::Hostname(d) => host_ok(d),
+            Value::Url(u) => host_ok(&u.host),
+            Value::Email(e) => e.rsplit_once('@').is_some_and(|(_, h)| host_ok(h)),
+            Value::Net(n) => self.nets.iter().any(|w| w.contains(n) || n.contains(w)),
+            Value::Range(r) => self.nets.iter().any(|w| w.contains(&r.0) || w.contains(&r.1)),
+            Value::Hash(_, h) => self.hashes.contains(&**h),
+        }
+    }
+}
+
+impl Vet for Allowlist {
+    fn vet(&self, _misp_type: &str, _raw: &str, value: &Value) -> Option<String> {
+        self.allows(value).then(|| "allowlist".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indicator::{normalize_attribute, AttributeOutcome};
+    use crate::Policy;
+
+    fn value(t: &str, v: &str) -> Value {
+        match normalize_attribute(t, v, &Policy::default()) {
+            AttributeOutcome::Parts(mut p) => p.remove(0).unwrap(),
+            AttributeOutcome::Unsupported => panic!(),
+        }
+    }
+
+    fn fixtures() -> Warninglists {
+        let (wl, errors) = Warninglists::load_dir(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/misp/warninglists"
+        )));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(wl.len(), 5);
+        wl
+    }
+
+    #[test]
+    fn each_list_type_drops_its_matches_and_names_the_list() {
+        let wl = fixtures();
+        let cases = [
+            ("ip-dst", "10.1.2.3", Some("List of RFC 1918 CIDR blocks")),
+            ("ip-dst", "8.8.8.8", None),
+            ("domain", "www.google.com", Some("Top 10K most-used sites from Tranco")),
+            ("domain", "google.com.evil.ru", None),
+            (
+                "md5",
+                "d41d8cd98f00b204e9800998ecf8427e",
+                Some("List of known hashes for empty files"),
+            ),
+            ("md5", "d41d8cd98f00b204e9800998ecf84270", None),
+        ];
+        for (t, v, want) in cases {
+            let got = wl.check(t, v, &value(t, v)).map(|n| n.to_string());
+            match want {
+                Some(w) => assert!(got.as_deref().is_some_and(|g| g.starts_with(w)), "{v}: {got:?}"),
+                None => assert_eq!(got, None, "{v}"),
+            }
+        }
+    }
+
+    #[test]
+    fn substring_and_regex_lists_follow_misp_semantics() {
+        let mut wl = Warninglists::default();
+        wl.add_json(
+            "s",
+            br#"{"name":"sandboxes","type":"substring","list":["sandbox.example"],"version":1,"description":""}"#,
+        )
+        .unwrap();
+        wl.add_json(
+            "r",
+            br#"{"name":"contacts","type":"regex","list":["/^(security|abuse)\\@.*\\..*$/i"],"version":1,"description":"","matching_attributes":["email-src"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            wl.check(
+                "url",
+                "http://x.sandbox.example/a",
+                &value("url", "http://x.sandbox.example/a")
+            ),
+            Some("sandboxes")
+        );
+        assert_eq!(
+            wl.check("email-src", "ABUSE@corp.com", &value("email-src", "ABUSE@corp.com")),
+            Some("contacts")
+        );
+        assert_eq!(
+            wl.check("email-dst", "abuse@corp.com", &value("email-dst", "abuse@corp.com")),
+            None,
+            "type not listed"
+        );
+    }
+
+    #[test]
+    fn allowlist_covers_subdomains_networks_and_hashes() {
+        let a = Allowlist::parse("# ours\ncorp.example\n192.0.2.0/24\nd41d8cd98f00b204e9800998ecf8427e\n");
+        assert!(a.allows(&value("domain", "mail.corp.example")));
+        assert!(!a.allows(&value("domain", "notcorp.example")));
+        assert!(a.allows(&value("ip-dst", "192.0.2.9")));
+        assert!(a.allows(&value("url", "http://corp.example/x")));
+        assert!(a.allows(&value("md5", "D41D8CD98F00B204E9800998ECF8427E")));
+        assert!(!a.allows(&value("ip-dst", "198.51.100.1")));
+    }
+}

@@ -1,0 +1,365 @@
+//! A MISP-compatible HTTP server for the tests, serving real MISP JSON with MISP's real behaviour: string ids,
+//! filters read only from a JSON body sent with `Content-Type: application/json`, an empty page past the last one,
+//! the `X-Result-Count` quirk, the 403 body shape, incremental `timestamp` queries, soft deletes and `to_ids` flips,
+//! and `/users/view/me` roles. Faults can be queued: 500, a hang, a truncated body, malformed JSON, 403, 429.
+
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::extract::{Path as AxPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const KEY: &str = "Zk3q9VbN2mT8xL5pR7sW1cY4hJ6dF0gA3eK9uQ2i";
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    ServerError,
+    Hang(Duration),
+    Truncated,
+    Malformed,
+    Forbidden,
+    TooMany { retry_after: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub struct MispState {
+    pub attributes: Mutex<Vec<Value>>,
+    pub faults: Mutex<VecDeque<Fault>>,
+    pub role: Mutex<Value>,
+    pub requests: Mutex<Vec<Recorded>>,
+    pub feed_dir: Mutex<Option<std::path::PathBuf>>,
+    pub feed_requests: Mutex<Vec<String>>,
+}
+
+pub fn read_only_role() -> Value {
+    json!({"id": "6", "name": "Read Only", "perm_auth": true, "perm_add": false, "perm_modify": false,
+           "perm_publish": false, "perm_admin": false, "perm_site_admin": false, "perm_sighting": false,
+           "perm_tagger": false, "perm_sync": false})
+}
+
+pub fn admin_role() -> Value {
+    json!({"id": "1", "name": "admin", "perm_auth": true, "perm_add": true, "perm_modify": true,
+           "perm_publish": true, "perm_admin": true, "perm_site_admin": true, "perm_sighting": true,
+           "perm_tagger": true, "perm_sync": true})
+}
+
+impl MispState {
+    pub fn new() -> Arc<MispState> {
+        let s = MispState::default();
+        *s.role.lock().unwrap() = read_only_role();
+        Arc::new(s)
+    }
+
+    /// Serves the attributes of a real MISP event export, as `/attributes/restSearch` would return them.
+    pub fn load_event_fixture(&self, path: &Path) {
+        let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let events: Vec<Value> = match &v["response"] {
+            Value::Array(a) => a.iter().map(|e| e["Event"].clone()).collect(),
+            _ => vec![v["Event"].clone()],
+        };
+        let mut attrs = self.attributes.lock().unwrap();
+        for ev in events {
+            let header = json!({"org_id": ev["org_id"], "distribution": ev["distribution"], "id": ev["id"],
+                                "info": ev["info"], "orgc_id": ev["orgc_id"], "uuid": ev["uuid"]});
+            let mut all: Vec<Value> = ev["Attribute"].as_array().cloned().unwrap_or_default();
+            for o in ev["Object"].as_array().into_iter().flatten() {
+                all.extend(o["Attribute"].as_array().cloned().unwrap_or_default());
+            }
+            for mut a in all {
+                let id = (attrs.len() + 1).to_string();
+                let o = a.as_object_mut().unwrap();
+                o.insert("id".into(), json!(id));
+                o.insert("event_id".into(), ev["id"].clone());
+                o.insert("Event".into(), header.clone());
+                o.entry("deleted").or_insert(json!(false));
+                attrs.push(a);
+            }
+        }
+    }
+
+    /// Adds a synthetic attribute with MISP's typing; returns its uuid.
+    pub fn add(&self, misp_type: &str, value: &str, timestamp: i64) -> String {
+        let mut attrs = self.attributes.lock().unwrap();
+        let id = attrs.len() + 1;
+        let uuid = format!("a0000000-0000-4000-8000-{id:012}");
+        attrs.push(json!({
+            "id": id.to_string(), "event_id": "77", "object_id": "0", "object_relation": null,
+            "category": "Network activity", "type": misp_type, "to_ids": true, "uuid": uuid,
+            "timestamp": timestamp.to_string(), "distribution": "5", "sharing_group_id": "0", "comment": "",
+            "deleted": false, "disable_correlation": false, "first_seen": null, "last_seen": null, "value": value,
+            "Event": {"org_id": "1", "distribution": "1", "id": "77", "info": "test event", "orgc_id": "1",
+                      "uuid": "e0000000-0000-4000-8000-000000000077"}
+        }));
+        uuid
+    }
+
+    /// Edits an attribute by uuid the way MISP does: the change plus a bumped timestamp.
+    pub fn edit(&self, uuid: &str, field: &str, value: Value, timestamp: i64) {
+        let mut attrs = self.attributes.lock().unwrap();
+        let a = attrs.iter_mut().find(|a| a["uuid"] == uuid).expect("uuid");
+        a[field] = value;
+        a["timestamp"] = json!(timestamp.to_string());
+    }
+
+    pub fn hard_delete(&self, uuid: &str) {
+        self.attributes.lock().unwrap().retain(|a| a["uuid"] != uuid);
+    }
+
+    pub fn fault(&self, f: Fault) {
+        self.faults.lock().unwrap().push_back(f);
+    }
+
+    pub fn search_requests(&self) -> Vec<Recorded> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == "/attributes/restSearch")
+            .cloned()
+            .collect()
+    }
+}
+
+fn forbidden(url: &str) -> Response {
+    let msg = "Authentication failed. Please make sure you pass the API key of an API enabled user along in the Authorization header.";
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({"name": msg, "message": msg, "url": url})),
+    )
+        .into_response()
+}
+
+fn authorised(h: &HeaderMap) -> bool {
+    h.get("authorization").and_then(|v| v.to_str().ok()) == Some(KEY)
+}
+
+fn num(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        Value::Bool(b) => Some(*b as i64),
+        _ => None,
+    }
+}
+
+async fn rest_search(State(s): State<Arc<MispState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.requests.lock().unwrap().push(Recorded {
+        path: "/attributes/restSearch".into(),
+        content_type: ct.clone(),
+        body: parsed.clone(),
+    });
+    if !authorised(&headers) {
+        return forbidden("/attributes/restSearch");
+    }
+    let fault = s.faults.lock().unwrap().pop_front();
+    match fault {
+        Some(Fault::ServerError) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"name": "An Internal Error Has Occurred.", "message": "An Internal Error Has Occurred.", "url": "/attributes/restSearch"}))).into_response()
+        }
+        Some(Fault::Hang(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Forbidden) => return forbidden("/attributes/restSearch"),
+        Some(Fault::TooMany { retry_after }) => {
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({"name": "Rate limit exceeded.", "message": "Rate limit exceeded.", "url": "/attributes/restSearch"}))).into_response();
+            r.headers_mut().insert("retry-after", HeaderValue::from(retry_after));
+            r.headers_mut().insert("x-rate-limit-limit", HeaderValue::from(10u64));
+            r.headers_mut().insert("x-rate-limit-remaining", HeaderValue::from(0u64));
+            r.headers_mut().insert("x-rate-limit-reset", HeaderValue::from(retry_after));
+            return r;
+        }
+        Some(Fault::Malformed) => {
+            return ([("content-type", "application/json")], "{\"response\": {\"Attribute\": [{\"id\": \"1\",").into_response()
+        }
+        Some(Fault::Truncated) => {
+            // The headers and a first chunk go out, then the connection breaks mid-body.
+            let stream = futures_util::stream::unfold(0u8, |step| async move {
+                match step {
+                    0 => Some((Ok::<_, std::io::Error>(b"{\"response\": {\"Attribute\": [".to_vec()), 1)),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Some((Err(std::io::Error::other("connection reset mid-body")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            return Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from_stream(stream))
+                .unwrap();
+        }
+        None => {}
+    }
+    // MISP parses filters only from a JSON body with exactly this content type; otherwise they are dropped.
+    let filters = if ct.as_deref() == Some("application/json") {
+        parsed
+    } else {
+        json!({})
+    };
+    if body.is_empty() || filters == json!({}) && ct.as_deref() == Some("application/json") {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"name": "Either specify the search terms in the url, or POST a json with the filter parameters.", "message": "Either specify the search terms in the url, or POST a json with the filter parameters.", "url": "/attributes/restSearch"}))).into_response();
+    }
+    let attrs = s.attributes.lock().unwrap();
+    let deleted = match &filters["deleted"] {
+        Value::Null => vec![0],
+        Value::Array(a) => a.iter().filter_map(num).collect(),
+        v => vec![num(v).unwrap_or(0)],
+    };
+    let mut rows: Vec<&Value> = attrs
+        .iter()
+        .filter(|a| deleted.contains(&(a["deleted"].as_bool().unwrap_or(false) as i64)))
+        .filter(|a| match &filters["to_ids"] {
+            Value::Null => true,
+            Value::Bool(false) => true, // JSON false removes the filter, as in MISP
+            v => num(v) == Some(a["to_ids"].as_bool().unwrap_or(false) as i64),
+        })
+        .filter(|a| match num(&filters["timestamp"]) {
+            Some(ts) => num(&a["timestamp"]).unwrap_or(0) >= ts,
+            None => true,
+        })
+        .filter(|a| match &filters["type"] {
+            Value::Array(t) => t.contains(&a["type"]),
+            Value::String(t) => a["type"] == *t,
+            _ => true,
+        })
+        .collect();
+    rows.sort_by_key(|a| num(&a["id"]).unwrap_or(0));
+    let limit = num(&filters["limit"]).unwrap_or(0).max(0) as usize;
+    let page = num(&filters["page"]).unwrap_or(1).max(1) as usize;
+    let page_rows: Vec<Value> = if limit == 0 {
+        rows.into_iter().cloned().collect()
+    } else {
+        rows.into_iter().skip(limit * (page - 1)).take(limit).cloned().collect()
+    };
+    drop(attrs);
+    let result_count = if limit > 0 && page_rows.len() == limit {
+        limit + 1
+    } else if page_rows.is_empty() {
+        1
+    } else {
+        page_rows.len()
+    };
+    let mut r = axum::Json(json!({"response": {"Attribute": page_rows}})).into_response();
+    r.headers_mut()
+        .insert("x-result-count", HeaderValue::from(result_count));
+    r.headers_mut()
+        .insert("x-skipped-elements-count", HeaderValue::from(0u64));
+    r
+}
+
+async fn view_me(State(s): State<Arc<MispState>>, headers: HeaderMap) -> Response {
+    s.requests.lock().unwrap().push(Recorded {
+        path: "/users/view/me".into(),
+        content_type: None,
+        body: Value::Null,
+    });
+    if !authorised(&headers) {
+        return forbidden("/users/view/me");
+    }
+    let role = s.role.lock().unwrap().clone();
+    axum::Json(json!({"User": {"id": "3", "email": "iocmatch@example.org", "role_id": role["id"]}, "Role": role}))
+        .into_response()
+}
+
+async fn feed_file(State(s): State<Arc<MispState>>, AxPath(name): AxPath<String>, headers: HeaderMap) -> Response {
+    s.feed_requests.lock().unwrap().push(name.clone());
+    let Some(dir) = s.feed_dir.lock().unwrap().clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if name.contains('/') || name.contains("..") {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let Ok(bytes) = std::fs::read(dir.join(&name)) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let etag = format!("\"{:x}-{}\"", bytes.len(), bytes.iter().map(|b| *b as u64).sum::<u64>());
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut r = bytes.into_response();
+    r.headers_mut().insert("etag", HeaderValue::from_str(&etag).unwrap());
+    r
+}
+
+pub fn router(state: Arc<MispState>) -> Router {
+    Router::new()
+        .route("/attributes/restSearch", post(rest_search))
+        .route("/users/view/me", get(view_me))
+        .route("/feed/{name}", get(feed_file))
+        .with_state(state)
+}
+
+/// Starts the server on a loopback port; returns its base URL.
+pub async fn serve(state: Arc<MispState>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router(state)).await.unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// Starts the server with TLS (a self-signed certificate for `localhost`); returns the URL and the CA PEM.
+pub async fn serve_tls(state: Arc<MispState>) -> (String, String) {
+    let _ = rustls_provider();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let key_pem = cert.key_pair.serialize_pem();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem.clone().into_bytes(), key_pem.into_bytes())
+        .await
+        .unwrap();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum_server::from_tcp_rustls(std_listener, config)
+            .serve(router(state).into_make_service())
+            .await
+            .unwrap();
+    });
+    (format!("https://localhost:{}", addr.port()), cert_pem)
+}
+
+fn rustls_provider() -> bool {
+    true
+}
+
+/// Writes a config for the test server; returns the config path. The key goes in a mode-600 file.
+pub fn write_config(dir: &Path, url: &str, extra_misp: &str, extra_top: &str) -> std::path::PathBuf {
+    let key_file = dir.join("misp.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let allow_http = url.starts_with("http://");
+    let cfg = format!(
+        "state_dir = {state:?}\n{extra_top}\n[misp]\nurl = {url:?}\nallow_http = {allow_http}\nkey_env = \"IOCMATCH_TEST_UNSET_KEY\"\nkey_file = {key:?}\n{timeout}connect_timeout_secs = 2\nretries = 2\nbackoff_ms = 10\n{page}{extra_misp}\n",
+        timeout = if extra_misp.contains("timeout_secs") { "" } else { "timeout_secs = 2\n" },
+        page = if extra_misp.contains("page_size") { "" } else { "page_size = 50\n" },
+        state = dir.join("state").display().to_string(),
+        key = key_file.display().to_string(),
+    );
+    let p = dir.join("iocmatch.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}

@@ -1,0 +1,334 @@
+//! The refresher against a MISP-compatible test server serving real MISP JSON.
+
+mod common;
+
+use common::{Fault, MispState, KEY};
+use iocmatch::config::Config;
+use iocmatch::refresh::{Refresher, StartedFrom};
+use iocmatch::scan::scan_line;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const GLUPTEBA: &str = "fixtures/misp/events/eset__glupteba_glupteba.misp-event.json";
+
+fn refresher(cfg_path: &Path) -> Refresher {
+    Refresher::new(Config::load(cfg_path).unwrap()).unwrap()
+}
+
+fn hits(r: &Refresher, line: &str) -> Vec<String> {
+    let snap = r.cell().load();
+    let mut h = Vec::new();
+    scan_line(&snap, line.as_bytes(), &mut h);
+    h.iter().map(|h| snap.indicator(h.indicator).value.name()).collect()
+}
+
+async fn server_with(fixture: Option<&str>) -> (Arc<MispState>, String, tempfile::TempDir) {
+    let state = MispState::new();
+    if let Some(f) = fixture {
+        state.load_event_fixture(Path::new(f));
+    }
+    let url = common::serve(state.clone()).await;
+    (state, url, tempfile::tempdir().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_pages_through_real_misp_json_with_correct_requests() {
+    let (state, url, dir) = server_with(Some(GLUPTEBA)).await;
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    let (from, report) = r.start().await.unwrap();
+    assert_eq!(from, StartedFrom::Live);
+    // glupteba: 321 attributes, all to_ids; regkey is unsupported; 4 domain|ip give 8 indicators.
+    assert_eq!(r.store_len(), 321);
+    assert!(report.total > 300, "{report:?}");
+    assert_eq!(
+        hits(&r, "GET http://x.server-1.ostdownload.xyz/x from 5.79.87.139"),
+        ["server-1.ostdownload.xyz", "5.79.87.139"]
+    );
+    let reqs = state.search_requests();
+    assert_eq!(reqs.len(), 7, "321 rows in pages of 50: six full pages and a short one");
+    for (i, q) in reqs.iter().enumerate() {
+        assert_eq!(q.content_type.as_deref(), Some("application/json"));
+        assert_eq!(q.body["returnFormat"], "json");
+        assert_eq!(q.body["order"], "Attribute.id asc");
+        assert_eq!(q.body["page"], i + 1);
+        assert_eq!(q.body["limit"], 50);
+        assert_eq!(q.body["to_ids"], 1, "0/1, never JSON false");
+    }
+    let cache = std::fs::read_to_string(dir.path().join("state/last-good.json")).unwrap();
+    assert!(cache.contains("server-1.ostdownload.xyz"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_stops_on_an_empty_page_past_the_last_one() {
+    let (state, url, dir) = server_with(None).await;
+    for i in 0..100 {
+        state.add("domain", &format!("d{i}.example.net"), 1_700_000_000);
+    }
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    r.start().await.unwrap();
+    assert_eq!(r.store_len(), 100);
+    assert_eq!(state.search_requests().len(), 3, "two full pages, then an empty one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_pull_applies_adds_soft_deletes_and_to_ids_flips() {
+    let (state, url, dir) = server_with(None).await;
+    let a = state.add("domain", "keep.example.net", 100);
+    let b = state.add("domain", "softdel.example.net", 100);
+    let c = state.add("domain", "flip.example.net", 100);
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    r.start().await.unwrap();
+    assert_eq!(r.store_len(), 3);
+    state.add("ip-dst", "203.0.113.9", 200);
+    state.edit(&b, "deleted", serde_json::json!(true), 200);
+    state.edit(&c, "to_ids", serde_json::json!(false), 200);
+    let report = r.refresh(false).await.unwrap();
+    let last = state.search_requests().last().unwrap().body.clone();
+    assert_eq!(last["timestamp"], 100, "incremental by timestamp cursor");
+    assert_eq!(last["deleted"], serde_json::json!([0, 1]));
+    assert!(last.get("to_ids").is_none(), "to_ids flips must be visible");
+    assert_eq!(r.store_len(), 2);
+    assert_eq!(
+        hits(&r, "x.keep.example.net 203.0.113.9"),
+        ["keep.example.net", "203.0.113.9"]
+    );
+    assert!(hits(&r, "softdel.example.net flip.example.net").is_empty());
+    assert_eq!(report.removed.values().sum::<usize>(), 2);
+    assert_eq!(report.added.values().sum::<usize>(), 1);
+    let _ = a;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_reconciliation_catches_hard_deletes() {
+    let (state, url, dir) = server_with(None).await;
+    let gone = state.add("domain", "gone.example.net", 100);
+    state.add("domain", "stays.example.net", 100);
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    r.start().await.unwrap();
+    state.hard_delete(&gone);
+    r.refresh(false).await.unwrap();
+    assert_eq!(r.store_len(), 2, "an incremental pull cannot see a hard delete");
+    r.refresh(true).await.unwrap();
+    assert_eq!(r.store_len(), 1);
+    assert!(hits(&r, "gone.example.net").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_never_replace_the_serving_snapshot() {
+    let (state, url, dir) = server_with(None).await;
+    state.add("domain", "evil.example.net", 100);
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    r.start().await.unwrap();
+    let v = r.cell().load().version();
+    let cases: Vec<(Vec<Fault>, &str)> = vec![
+        (vec![Fault::ServerError; 3], "HTTP 500"),
+        (vec![Fault::Hang(Duration::from_secs(3)); 3], "timed out"),
+        (vec![Fault::Truncated; 3], "truncated"),
+        (vec![Fault::Malformed], "malformed JSON"),
+        (vec![Fault::Forbidden], "MISP rejected the API key"),
+    ];
+    for (faults, want) in cases {
+        for f in faults {
+            state.fault(f);
+        }
+        let e = r.refresh(true).await.unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+        assert!(
+            e.contains(&format!("{url}/attributes/restSearch")) && e.contains("(page 1)"),
+            "names URL and page: {e}"
+        );
+        assert!(!e.contains(KEY));
+        assert_eq!(r.cell().load().version(), v, "the last good snapshot keeps serving");
+        assert_eq!(hits(&r, "evil.example.net"), ["evil.example.net"]);
+        state.faults.lock().unwrap().clear();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_is_retried_and_a_403_is_not() {
+    let (state, url, dir) = server_with(None).await;
+    state.add("domain", "evil.example.net", 100);
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    state.fault(Fault::ServerError);
+    r.start().await.unwrap();
+    assert_eq!(state.search_requests().len(), 2, "one 500, one retry");
+    state.fault(Fault::Forbidden);
+    let before = state.search_requests().len();
+    assert!(r.refresh(true).await.is_err());
+    assert_eq!(state.search_requests().len(), before + 1, "403 is final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_waits_for_retry_after() {
+    let (state, url, dir) = server_with(None).await;
+    state.add("domain", "evil.example.net", 100);
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    state.fault(Fault::TooMany { retry_after: 1 });
+    let t = Instant::now();
+    r.start().await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(950), "waited {:?}", t.elapsed());
+    assert_eq!(r.store_len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_role_is_checked_for_excess_privilege_and_api_access() {
+    let (state, url, dir) = server_with(None).await;
+    let r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    let ro = r.check_key().await.unwrap().unwrap();
+    assert!(ro.excess.is_empty(), "{ro:?}");
+    *state.role.lock().unwrap() = common::admin_role();
+    let admin = r.check_key().await.unwrap().unwrap();
+    for f in [
+        "perm_add",
+        "perm_modify",
+        "perm_publish",
+        "perm_admin",
+        "perm_site_admin",
+        "perm_sighting",
+    ] {
+        assert!(admin.excess.contains(&f.to_string()), "{f} in {:?}", admin.excess);
+    }
+    let with_sightings = refresher(&common::write_config(dir.path(), &url, "sightings = true", ""))
+        .check_key()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!with_sightings.excess.contains(&"perm_sighting".to_string()));
+    state.role.lock().unwrap()["perm_auth"] = serde_json::json!(false);
+    let e = r.check_key().await.unwrap_err().to_string();
+    assert!(e.contains("no API access"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_misp_at_start_serves_the_cache_and_a_corrupt_cache_is_ignored() {
+    let (state, url, dir) = server_with(None).await;
+    state.add("domain", "cached.example.net", 100);
+    let cfg = common::write_config(dir.path(), &url, "", "");
+    let mut r = refresher(&cfg);
+    r.start().await.unwrap();
+    drop(r);
+    // MISP now answers 500 to everything.
+    for _ in 0..10 {
+        state.fault(Fault::ServerError);
+    }
+    let mut r2 = refresher(&cfg);
+    let (from, _) = r2.start().await.unwrap();
+    assert_eq!(from, StartedFrom::Cache);
+    assert_eq!(hits(&r2, "cached.example.net"), ["cached.example.net"]);
+    state.faults.lock().unwrap().clear();
+    state.add("domain", "fresh.example.net", 200);
+    r2.refresh(false).await.unwrap();
+    assert_eq!(
+        hits(&r2, "fresh.example.net cached.example.net").len(),
+        2,
+        "the first good pull replaces the cache"
+    );
+    // A corrupt cache is ignored with an error, and the refresher refetches.
+    std::fs::write(dir.path().join("state/last-good.json"), b"{\"response\": {\"Attr").unwrap();
+    for _ in 0..10 {
+        state.fault(Fault::ServerError);
+    }
+    assert!(refresher(&cfg).start().await.is_err(), "no MISP and no usable cache");
+    state.faults.lock().unwrap().clear();
+    let (from, _) = refresher(&cfg).start().await.unwrap();
+    assert_eq!(from, StartedFrom::Live);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warninglists_and_the_allowlist_drop_indicators_and_say_which_list() {
+    let (state, url, dir) = server_with(None).await;
+    state.add("ip-dst", "10.1.2.3", 1);
+    state.add("domain", "www.google.com", 1);
+    state.add("md5", "d41d8cd98f00b204e9800998ecf8427e", 1);
+    state.add("domain", "mine.corp.example", 1);
+    state.add("domain", "evil.example.net", 1);
+    let allow = dir.path().join("allow.txt");
+    std::fs::write(&allow, "corp.example\n").unwrap();
+    let wl = std::fs::canonicalize("fixtures/misp/warninglists").unwrap();
+    let extra = format!(
+        "[validation]\nwarninglists_dir = {:?}\nallowlist = {:?}\n",
+        wl.display().to_string(),
+        allow.display().to_string()
+    );
+    let cfg = common::write_config(dir.path(), &url, "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap() + &extra;
+    std::fs::write(&cfg, text).unwrap();
+    let mut r = refresher(&cfg);
+    r.start().await.unwrap();
+    assert_eq!(r.cell().load().len(), 1);
+    let stats = r.metrics.last_load.lock().unwrap().clone();
+    assert_eq!(
+        stats.filtered.get("warninglist: List of RFC 1918 CIDR blocks"),
+        Some(&1)
+    );
+    assert_eq!(
+        stats.filtered.get("warninglist: Top 10K most-used sites from Tranco"),
+        Some(&1)
+    );
+    assert_eq!(
+        stats.filtered.get("warninglist: List of known hashes for empty files"),
+        Some(&1)
+    );
+    assert_eq!(stats.filtered.get("allowlist"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misp_feed_by_url_fetches_only_changed_events_and_honours_etag() {
+    let (state, url, dir) = server_with(None).await;
+    let feed_copy = dir.path().join("feed");
+    std::fs::create_dir_all(&feed_copy).unwrap();
+    for e in std::fs::read_dir("fixtures/misp/feed/infoblox").unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), feed_copy.join(e.file_name())).unwrap();
+    }
+    *state.feed_dir.lock().unwrap() = Some(feed_copy.clone());
+    let top = format!("[[feeds]]\nname = \"infoblox\"\nurl = \"{url}/feed\"\nformat = \"misp\"\nallow_http = true\n");
+    let cfg_path = dir.path().join("feeds.toml");
+    std::fs::write(
+        &cfg_path,
+        format!("state_dir = {:?}\n{top}", dir.path().join("st").display().to_string()),
+    )
+    .unwrap();
+    let mut r = refresher(&cfg_path);
+    let (from, _) = r.start().await.unwrap();
+    assert_eq!(from, StartedFrom::LocalOnly);
+    assert!(r.cell().load().len() > 100);
+    let first = state.feed_requests.lock().unwrap().clone();
+    assert_eq!(first[0], "manifest.json");
+    assert!(first.len() > 3, "every manifest event is tried once: {}", first.len());
+    state.feed_requests.lock().unwrap().clear();
+    r.refresh(true).await.unwrap();
+    assert_eq!(
+        *state.feed_requests.lock().unwrap(),
+        ["manifest.json"],
+        "304: nothing else fetched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_of_100k_attributes() {
+    let (state, url, dir) = server_with(None).await;
+    for i in 0..100_000 {
+        state.add(
+            if i % 3 == 0 { "ip-dst" } else { "domain" },
+            &if i % 3 == 0 {
+                format!("198.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+            } else {
+                format!("host{i}.example.net")
+            },
+            1_700_000_000,
+        );
+    }
+    let mut r = refresher(&common::write_config(
+        dir.path(),
+        &url,
+        "page_size = 5000\ntimeout_secs = 60",
+        "",
+    ));
+    let t = Instant::now();
+    r.start().await.unwrap();
+    eprintln!("full sync of 100k attributes: {:.2} s", t.elapsed().as_secs_f64());
+    assert_eq!(r.store_len(), 100_000);
+    assert_eq!(r.cell().load().len(), 100_000);
+}
