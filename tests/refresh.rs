@@ -332,3 +332,177 @@ async fn full_sync_of_100k_attributes() {
     assert_eq!(r.store_len(), 100_000);
     assert_eq!(r.cell().load().len(), 100_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_by_default_and_a_configured_ca_works() {
+    let state = MispState::new();
+    state.add("domain", "tls.example.net", 1);
+    let (url, ca_pem) = common::serve_tls(state.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Default: the self-signed certificate is rejected.
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    let e = r.start().await.unwrap_err().to_string();
+    assert!(
+        e.contains(&url) && (e.contains("certificate") || e.contains("Certificate")),
+        "{e}"
+    );
+    // A configured CA bundle makes it work.
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &ca_pem).unwrap();
+    let mut r = refresher(&common::write_config(
+        dir.path(),
+        &url,
+        &format!("ca_bundle = {:?}", ca.display().to_string()),
+        "",
+    ));
+    r.start().await.unwrap();
+    assert_eq!(hits(&r, "tls.example.net"), ["tls.example.net"]);
+    // Skipping verification works only when asked for explicitly.
+    let mut r = refresher(&common::write_config(
+        dir.path(),
+        &url,
+        "insecure_skip_verify = true",
+        "",
+    ));
+    r.start().await.unwrap();
+    assert_eq!(r.store_len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_feed_by_url_uses_its_column_mapping_and_etag() {
+    let (state, url, dir) = server_with(None).await;
+    let feed_dir = dir.path().join("feed");
+    std::fs::create_dir_all(&feed_dir).unwrap();
+    std::fs::write(
+        feed_dir.join("bad.csv"),
+        "# first_seen,ip,port\n2024-01-01,198.51.100.7,443\n2024-01-02,198.51.100.8,80\n",
+    )
+    .unwrap();
+    *state.feed_dir.lock().unwrap() = Some(feed_dir);
+    let cfg_path = dir.path().join("csv.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "state_dir = {:?}\n[[feeds]]\nname = \"c2ips\"\nurl = \"{url}/feed/bad.csv\"\nformat = \"csv\"\nvalue_column = 1\nmisp_type = \"ip-dst\"\nallow_http = true\n",
+            dir.path().join("st").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut r = refresher(&cfg_path);
+    r.start().await.unwrap();
+    assert_eq!(hits(&r, "to 198.51.100.8:80"), ["198.51.100.8"]);
+    r.refresh(true).await.unwrap();
+    let reqs = state.feed_requests.lock().unwrap().clone();
+    assert_eq!(reqs, ["bad.csv", "bad.csv"]);
+    assert_eq!(r.cell().load().len(), 2, "a 304 keeps the contribution");
+}
+
+#[test]
+fn the_key_never_appears_in_logs_or_errors() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut errors = Vec::new();
+    rt.block_on(async {
+        let (state, url, dir) = server_with(None).await;
+        state.add("domain", "evil.example.net", 1);
+        *state.role.lock().unwrap() = common::admin_role();
+        let cfg = common::write_config(dir.path(), &url, "", "");
+        let mut r = refresher(&cfg);
+        let role = r.check_key().await.unwrap();
+        errors.push(format!("{role:?}"));
+        r.start().await.unwrap();
+        for f in [
+            Fault::ServerError,
+            Fault::ServerError,
+            Fault::ServerError,
+            Fault::Forbidden,
+            Fault::Malformed,
+        ] {
+            state.fault(f);
+            if let Err(e) = r.refresh(true).await {
+                errors.push(e.to_string());
+                errors.push(format!("{e:?}"));
+            }
+        }
+        errors.push(format!("{:?}", iocmatch::refresh::misp::ApiKey::from_secret(KEY)));
+        errors.push(format!("{:?}", Config::load(&cfg).unwrap()));
+    });
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("MISP API call"), "audit lines are logged");
+    assert!(logs.contains("perm_site_admin"), "excess permissions are named");
+    assert!(!logs.contains(KEY), "the key leaked into the logs");
+    for e in &errors {
+        assert!(!e.contains(KEY), "the key leaked into {e}");
+    }
+}
+
+fn run_cli(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_iocmatch"))
+        .args(args)
+        .env("IOCMATCH_LOG", "info")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_writes_the_cache_and_scan_config_uses_misp_or_the_cache() {
+    let (state, url, dir) = server_with(Some(GLUPTEBA)).await;
+    *state.role.lock().unwrap() = common::admin_role();
+    let cfg = common::write_config(dir.path(), &url, "", "");
+    let cfg_s = cfg.display().to_string();
+    let c = cfg_s.clone();
+    let out = tokio::task::spawn_blocking(move || run_cli(&["fetch", "--config", &c], b""))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("fetched 321 attributes"), "{stdout}");
+    assert!(stdout.contains("last-good.json"), "{stdout}");
+    assert!(
+        stderr.contains("perm_site_admin"),
+        "excess privilege is warned at start: {stderr}"
+    );
+    assert!(!stderr.contains(KEY) && !stdout.contains(KEY));
+    let c = cfg_s.clone();
+    let out = tokio::task::spawn_blocking(move || run_cli(&["scan", "--config", &c], b"beacon to 5.79.87.139\n"))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for _ in 0..20 {
+        state.fault(Fault::ServerError);
+    }
+    let c = cfg_s.clone();
+    let out = tokio::task::spawn_blocking(move || run_cli(&["scan", "--config", &c], b"beacon to 5.79.87.139\n"))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("last-good cache"));
+}

@@ -338,8 +338,9 @@ pub async fn serve_tls(state: Arc<MispState>) -> (String, String) {
     (format!("https://localhost:{}", addr.port()), cert_pem)
 }
 
+/// The test binary links rustls with two crypto back ends (reqwest's and axum-server's), so it picks one.
 fn rustls_provider() -> bool {
-    true
+    rustls::crypto::ring::default_provider().install_default().is_ok()
 }
 
 /// Writes a config for the test server; returns the config path. The key goes in a mode-600 file.

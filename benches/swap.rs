@@ -1,0 +1,74 @@
+//! Scan throughput while snapshots are swapped in a loop, against the same scan with no swaps. A scorer takes the
+//! snapshot once per 1 MiB chunk, as `scan` and `run` do; the swapper replaces a 100k-indicator snapshot every
+//! 10 ms (100 times more often than the goal's once a second).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use iocmatch::refresh::SnapshotCell;
+use iocmatch::scan::{for_each_line, ScanStats};
+use iocmatch::workload::{generate, indicator_set, WorkloadSpec};
+use iocmatch::Snapshot;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn scan_chunks(cell: &SnapshotCell, buf: &[u8]) -> u64 {
+    let mut hits = 0;
+    let mut pos = 0;
+    while pos < buf.len() {
+        let mut end = (pos + (1 << 20)).min(buf.len());
+        end = memchr_next_line(buf, end);
+        let snap = cell.load();
+        let mut st = ScanStats::default();
+        for_each_line(&snap, &buf[pos..end], 1 << 20, &mut st, |_, _, _| {});
+        hits += st.lines_with_hits;
+        pos = end;
+    }
+    hits
+}
+
+fn memchr_next_line(buf: &[u8], at: usize) -> usize {
+    buf[at..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(buf.len(), |i| at + i + 1)
+}
+
+fn swap(c: &mut Criterion) {
+    let w = generate(&WorkloadSpec {
+        seed: 5,
+        indicators: 100_000,
+        lines: 100_000,
+        hit_rate: 0.01,
+    });
+    let set = indicator_set(&w.indicators);
+    let cell = Arc::new(SnapshotCell::new(Snapshot::build(set.clone(), 1)));
+    let mut g = c.benchmark_group("swap");
+    g.sample_size(20).measurement_time(Duration::from_secs(8));
+    g.throughput(Throughput::Bytes(w.lines.len() as u64));
+    g.bench_function("scan_no_swaps", |b| b.iter(|| scan_chunks(&cell, &w.lines)));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (cell, stop, set) = (cell.clone(), stop.clone(), set.clone());
+        std::thread::spawn(move || {
+            let mut v = 2;
+            let spare = Snapshot::build(set.clone(), v);
+            let mut next = Some(spare);
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+                cell.swap(next.take().expect("prepared"));
+                v += 1;
+                next = Some(Snapshot::build(set.clone(), v));
+            }
+        })
+    };
+    g.bench_function("scan_while_swapping_every_10ms", |b| {
+        b.iter(|| scan_chunks(&cell, &w.lines))
+    });
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    g.finish();
+}
+
+criterion_group!(benches, swap);
+criterion_main!(benches);
