@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v rg >/dev/null 2>&1 || need_apt+=(ripgrep)
+command -v rg >/dev/null 2>&1 || need_apt+=(ripgrep)                     # bench --compare
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)                   # export: nft -c -f
+command -v named-checkzone >/dev/null 2>&1 || need_apt+=(bind9-utils)    # export: RPZ zone check
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need_apt[*]}"

@@ -13,6 +13,7 @@
 //! so it is unit-tested and benchmarked without touching the file system.
 
 pub mod config;
+pub mod export;
 pub mod indicator;
 pub mod load;
 pub mod refresh;

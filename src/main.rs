@@ -33,6 +33,8 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Pull indicators once from the config's sources, write the last-good cache and print a summary.
     Fetch(cmd::fetch::FetchArgs),
+    /// Write the validated indicators in a native format: Zeek intel, Suricata datasets, nftables, ipset, RPZ, CSV, JSON lines.
+    Export(cmd::export::ExportArgs),
     /// Size a deployment: build time, memory and lines/s for N generated indicators, beside grep and ripgrep.
     Bench(cmd::bench::BenchArgs),
 }
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Fetch(a) => cmd::fetch::run(a),
+        Command::Export(a) => cmd::export::run(a),
     };
     match result {
         Ok(code) => code,

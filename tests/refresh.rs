@@ -506,3 +506,9 @@ async fn fetch_writes_the_cache_and_scan_config_uses_misp_or_the_cache() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("last-good cache"));
 }
+
+#[test]
+fn the_example_config_parses() {
+    let c = Config::load(Path::new("iocmatch.example.toml")).unwrap();
+    assert_eq!(c.misp.unwrap().not_tags, ["tlp:red"]);
+}

@@ -259,6 +259,7 @@ impl Refresher {
         self.version += 1;
         let snap = Snapshot::build(set, self.version);
         let report = self.cell.swap(snap);
+        self.write_exports();
         match cache::write(&self.cfg.state_dir, self.version, &accepted) {
             Ok(p) => tracing::debug!(cache = %p.display(), "last-good cache written"),
             Err(e) => {
@@ -267,6 +268,33 @@ impl Refresher {
             }
         }
         Ok(report)
+    }
+
+    /// Rewrites the configured `[[export]]` files from the serving snapshot (unchanged files are left alone).
+    fn write_exports(&self) {
+        if self.cfg.export.is_empty() {
+            return;
+        }
+        let snap = self.cell.load();
+        let meta = crate::export::ExportMeta {
+            version: snap.version(),
+            generated_at: std::time::SystemTime::now(),
+            misp_url: self.cfg.misp.as_ref().map(|m| m.url.clone()),
+        };
+        for e in &self.cfg.export {
+            let _span = tracing::info_span!("export", format = %e.format, path = %e.path.display()).entered();
+            let result = e.format.parse::<crate::export::Format>().and_then(|f| {
+                let filter = crate::export::TypeFilter::parse(&e.types)?;
+                crate::export::write(&e.path, &crate::export::render(&snap, f, &filter, &meta))
+            });
+            match result {
+                Ok(w) => tracing::info!(changed = w.iter().filter(|w| w.changed).count(), "export written"),
+                Err(err) => {
+                    self.metrics.error("export");
+                    tracing::error!("export failed: {err}");
+                }
+            }
+        }
     }
 
     /// Refreshes on the configured interval until `shutdown` turns true.

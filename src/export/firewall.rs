@@ -1,0 +1,118 @@
+//! Firewall sets for nftables and ipset. Adjacent and contained networks are merged (`iprange`), so each set is the
+//! minimal list of networks covering every IP indicator.
+
+use super::{summary, ExportMeta, Rendered};
+use crate::indicator::{Indicator, Value};
+use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
+use iprange::IpRange;
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// The minimal IPv4 and IPv6 network lists covering the IP indicators.
+pub(crate) fn aggregate(inds: &[&Indicator]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
+    let mut v4: IpRange<Ipv4Net> = IpRange::new();
+    let mut v6: IpRange<Ipv6Net> = IpRange::new();
+    for i in inds {
+        match &i.value {
+            Value::Net(IpNet::V4(n)) => {
+                v4.add(*n);
+            }
+            Value::Net(IpNet::V6(n)) => {
+                v6.add(*n);
+            }
+            Value::Range(r) => match **r {
+                (IpAddr::V4(a), IpAddr::V4(b)) => Ipv4Subnets::new(a, b, 0).for_each(|n| {
+                    v4.add(n);
+                }),
+                (IpAddr::V6(a), IpAddr::V6(b)) => Ipv6Subnets::new(a, b, 0).for_each(|n| {
+                    v6.add(n);
+                }),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    v4.simplify();
+    v6.simplify();
+    let mut a: Vec<Ipv4Net> = v4.iter().collect();
+    let mut b: Vec<Ipv6Net> = v6.iter().collect();
+    a.sort();
+    b.sort();
+    (a, b)
+}
+
+fn element(n: &impl std::fmt::Display, full: bool, addr: impl std::fmt::Display) -> String {
+    if full {
+        addr.to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+pub(super) fn nftables(inds: &[&Indicator], meta: &ExportMeta) -> Rendered {
+    let (v4, v6) = aggregate(inds);
+    let mut b = String::from("add table inet iocmatch\n");
+    let sets: [(&str, &str, Vec<String>); 2] = [
+        (
+            "misp_v4",
+            "ipv4_addr",
+            v4.iter().map(|n| element(n, n.prefix_len() == 32, n.addr())).collect(),
+        ),
+        (
+            "misp_v6",
+            "ipv6_addr",
+            v6.iter().map(|n| element(n, n.prefix_len() == 128, n.addr())).collect(),
+        ),
+    ];
+    for (name, ty, elems) in &sets {
+        let _ = writeln!(b, "add set inet iocmatch {name} {{ type {ty}; flags interval; }}");
+        let _ = writeln!(b, "flush set inet iocmatch {name}");
+        for chunk in elems.chunks(1000) {
+            let _ = writeln!(b, "add element inet iocmatch {name} {{ {} }}", chunk.join(", "));
+        }
+    }
+    Rendered {
+        name: String::new(),
+        header: format!(
+            "# {}\n# nft -f this file; match with: ip daddr @misp_v4 drop / ip6 daddr @misp_v6 drop\n",
+            summary(meta, inds)
+        ),
+        body: b.into_bytes(),
+    }
+}
+
+pub(super) fn ipset(inds: &[&Indicator], meta: &ExportMeta) -> Rendered {
+    let (v4, v6) = aggregate(inds);
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "create iocmatch-v4 hash:net family inet maxelem {} -exist",
+        (v4.len() * 2).max(65_536)
+    );
+    let _ = writeln!(b, "flush iocmatch-v4");
+    for n in &v4 {
+        let _ = writeln!(
+            b,
+            "add iocmatch-v4 {} -exist",
+            element(n, n.prefix_len() == 32, n.addr())
+        );
+    }
+    let _ = writeln!(
+        b,
+        "create iocmatch-v6 hash:net family inet6 maxelem {} -exist",
+        (v6.len() * 2).max(65_536)
+    );
+    let _ = writeln!(b, "flush iocmatch-v6");
+    for n in &v6 {
+        let _ = writeln!(
+            b,
+            "add iocmatch-v6 {} -exist",
+            element(n, n.prefix_len() == 128, n.addr())
+        );
+    }
+    Rendered {
+        name: String::new(),
+        header: format!("# {}\n# ipset restore < this file\n", summary(meta, inds)),
+        body: b.into_bytes(),
+    }
+}

@@ -1,0 +1,106 @@
+//! Suricata datasets: one file per dataset type, plus a rules snippet that loads them.
+//!
+//! `string` datasets hold base64, as Suricata requires. Datasets hold addresses, not networks, so IPv4 networks of
+//! up to 256 addresses are expanded and broader ones are left out (the rules file says how many).
+
+use super::{summary, ExportMeta, Rendered};
+use crate::indicator::{Indicator, Kind, Value};
+use base64::Engine;
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+const MAX_EXPAND: u32 = 256;
+
+pub(super) fn render(inds: &[&Indicator], meta: &ExportMeta) -> Vec<Rendered> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (mut domains, mut v4, mut v6) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let (mut md5, mut sha1, mut sha256) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mut skipped = 0usize;
+    for i in inds {
+        match &i.value {
+            Value::Domain(d) | Value::Hostname(d) => {
+                domains.insert(b64.encode(d.as_bytes()));
+            }
+            Value::Net(IpNet::V4(n)) if n.prefix_len() >= 24 => {
+                let first = u32::from(n.network());
+                let count = 1u32 << (32 - n.prefix_len());
+                for a in first..first + count.min(MAX_EXPAND) {
+                    v4.insert(std::net::Ipv4Addr::from(a).to_string());
+                }
+            }
+            Value::Net(IpNet::V6(n)) if n.prefix_len() == 128 => {
+                v6.insert(n.addr().to_string());
+            }
+            Value::Hash(Kind::Md5, h) => {
+                md5.insert(h.to_string());
+            }
+            Value::Hash(Kind::Sha1, h) => {
+                sha1.insert(h.to_string());
+            }
+            Value::Hash(Kind::Sha256, h) => {
+                sha256.insert(h.to_string());
+            }
+            _ => skipped += 1,
+        }
+    }
+    let file = |name: &str, set: &BTreeSet<String>| Rendered {
+        name: name.to_string(),
+        header: String::new(),
+        body: set
+            .iter()
+            .flat_map(|v| [v.as_str(), "\n"])
+            .collect::<String>()
+            .into_bytes(),
+    };
+    let mut rules = String::new();
+    let mut sid = 9_400_000;
+    let mut rule = |proto: &str, msg: &str, kw: &str| {
+        sid += 1;
+        let _ = writeln!(rules, "alert {proto} any any -> any any (msg:\"iocmatch MISP {msg}\"; {kw} classtype:trojan-activity; sid:{sid}; rev:1;)");
+    };
+    let domain_set = "dataset:isset,iocmatch-domains,type string,load domains.lst;";
+    rule("dns", "domain in DNS query", &format!("dns.query; {domain_set}"));
+    rule("tls", "domain in TLS SNI", &format!("tls.sni; {domain_set}"));
+    rule("http", "domain in HTTP Host", &format!("http.host; {domain_set}"));
+    rule(
+        "ip",
+        "IPv4 destination",
+        "ip.dst; dataset:isset,iocmatch-ipv4,type ipv4,load ipv4.lst;",
+    );
+    rule(
+        "ip",
+        "IPv4 source",
+        "ip.src; dataset:isset,iocmatch-ipv4,type ipv4,load ipv4.lst;",
+    );
+    rule(
+        "ip",
+        "IPv6 destination",
+        "ip.dst; dataset:isset,iocmatch-ipv6,type ip,load ipv6.lst;",
+    );
+    rule(
+        "ip",
+        "IPv6 source",
+        "ip.src; dataset:isset,iocmatch-ipv6,type ip,load ipv6.lst;",
+    );
+    rule("http", "file MD5", "filemd5:md5.lst;");
+    rule("http", "file SHA1", "filesha1:sha1.lst;");
+    rule("http", "file SHA256", "filesha256:sha256.lst;");
+    let header = format!(
+        "# {}\n# Datasets match exactly: a MISP domain's subdomains are not covered. Left out (networks broader than /24,\n# IPv6 networks, URLs, e-mails, other hashes): {skipped}\n",
+        summary(meta, inds)
+    );
+    vec![
+        file("domains.lst", &domains),
+        file("ipv4.lst", &v4),
+        file("ipv6.lst", &v6),
+        file("md5.lst", &md5),
+        file("sha1.lst", &sha1),
+        file("sha256.lst", &sha256),
+        Rendered {
+            name: "iocmatch.rules".into(),
+            header,
+            body: rules.into_bytes(),
+        },
+    ]
+}
