@@ -24,7 +24,9 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let filter = TypeFilter::parse(&args.types)?;
+    let loaded = Instant::now();
     let (snap, _) = args.iocs.snapshot()?;
+    let load_ms = loaded.elapsed().as_millis();
     let misp_url = match &args.iocs.config {
         Some(p) => iocmatch::config::Config::load(p)?.misp.map(|m| m.url),
         None => None,
@@ -40,6 +42,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     for w in &written {
         eprintln!("{} {}", if w.changed { "wrote" } else { "unchanged" }, w.path.display());
     }
-    tracing::info!(ms = started.elapsed().as_millis() as u64, "export done");
+    eprintln!(
+        "{} indicators: loaded and validated in {load_ms} ms, exported in {} ms",
+        snap.len(),
+        started.elapsed().as_millis()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -12,9 +12,23 @@ use std::fmt::Write;
 
 const MAX_EXPAND: u32 = 256;
 
+/// A dataset file: one value a line, no header (the format has none).
+fn file<'a>(name: &str, values: impl Iterator<Item = &'a String>) -> Rendered {
+    let mut body = String::new();
+    for v in values {
+        body.push_str(v);
+        body.push('\n');
+    }
+    Rendered {
+        name: name.to_string(),
+        header: String::new(),
+        body: body.into_bytes(),
+    }
+}
+
 pub(super) fn render(inds: &[&Indicator], meta: &ExportMeta) -> Vec<Rendered> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let (mut domains, mut v4, mut v6) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let (mut domains, mut v4, mut v6) = (BTreeSet::new(), Vec::<u32>::new(), BTreeSet::new());
     let (mut md5, mut sha1, mut sha256) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     let mut skipped = 0usize;
     for i in inds {
@@ -25,9 +39,7 @@ pub(super) fn render(inds: &[&Indicator], meta: &ExportMeta) -> Vec<Rendered> {
             Value::Net(IpNet::V4(n)) if n.prefix_len() >= 24 => {
                 let first = u32::from(n.network());
                 let count = 1u32 << (32 - n.prefix_len());
-                for a in first..first + count.min(MAX_EXPAND) {
-                    v4.insert(std::net::Ipv4Addr::from(a).to_string());
-                }
+                v4.extend(first..first + count.min(MAX_EXPAND));
             }
             Value::Net(IpNet::V6(n)) if n.prefix_len() == 128 => {
                 v6.insert(n.addr().to_string());
@@ -44,15 +56,12 @@ pub(super) fn render(inds: &[&Indicator], meta: &ExportMeta) -> Vec<Rendered> {
             _ => skipped += 1,
         }
     }
-    let file = |name: &str, set: &BTreeSet<String>| Rendered {
-        name: name.to_string(),
-        header: String::new(),
-        body: set
-            .iter()
-            .flat_map(|v| [v.as_str(), "\n"])
-            .collect::<String>()
-            .into_bytes(),
-    };
+    v4.sort_unstable();
+    v4.dedup();
+    let v4: Vec<String> = v4
+        .into_iter()
+        .map(|a| std::net::Ipv4Addr::from(a).to_string())
+        .collect();
     let mut rules = String::new();
     let mut sid = 9_400_000;
     let mut rule = |proto: &str, msg: &str, kw: &str| {
@@ -91,12 +100,12 @@ pub(super) fn render(inds: &[&Indicator], meta: &ExportMeta) -> Vec<Rendered> {
         summary(meta, inds)
     );
     vec![
-        file("domains.lst", &domains),
-        file("ipv4.lst", &v4),
-        file("ipv6.lst", &v6),
-        file("md5.lst", &md5),
-        file("sha1.lst", &sha1),
-        file("sha256.lst", &sha256),
+        file("domains.lst", domains.iter()),
+        file("ipv4.lst", v4.iter()),
+        file("ipv6.lst", v6.iter()),
+        file("md5.lst", md5.iter()),
+        file("sha1.lst", sha1.iter()),
+        file("sha256.lst", sha256.iter()),
         Rendered {
             name: "iocmatch.rules".into(),
             header,
