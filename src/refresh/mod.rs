@@ -67,6 +67,8 @@ pub struct Refresher {
     cell: Arc<SnapshotCell>,
     version: u64,
     last_full: Option<Instant>,
+    /// When MISP is next due for an incremental pull.
+    misp_next_due: Instant,
     /// Attributes read from the cache while MISP was unreachable at start; replaced by the first good pull.
     cached: Option<Vec<crate::load::RawAttribute>>,
     pub metrics: Arc<RefreshMetrics>,
@@ -116,6 +118,7 @@ impl Refresher {
             cell: Arc::new(SnapshotCell::new(Snapshot::empty())),
             version: 0,
             last_full: None,
+            misp_next_due: Instant::now(),
             cached: None,
             metrics: Arc::new(RefreshMetrics::default()),
         })
@@ -174,7 +177,10 @@ impl Refresher {
     pub async fn refresh(&mut self, full: bool) -> Result<ChangeReport, RefreshError> {
         self.metrics.refreshes.fetch_add(1, Ordering::Relaxed);
         let mut first_error = None;
-        if let Some(m) = &self.misp {
+        let misp_due = full || Instant::now() >= self.misp_next_due;
+        if let (Some(m), true) = (&self.misp, misp_due) {
+            self.misp_next_due =
+                Instant::now() + Duration::from_secs(self.cfg.misp.as_ref().map_or(300, |m| m.interval_secs));
             let full_due = self.last_full.is_none_or(|t| {
                 t.elapsed() >= Duration::from_secs(self.cfg.misp.as_ref().map_or(86_400, |m| m.full_sync_secs))
             });
