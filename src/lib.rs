@@ -21,6 +21,7 @@ pub mod scan;
 pub mod sink;
 pub mod snapshot;
 pub mod source;
+pub mod stream;
 pub mod workload;
 
 pub use indicator::{Indicator, IndicatorSet, Kind, Policy, Provenance, Value};

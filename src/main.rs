@@ -31,6 +31,8 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Load indicators and report what loaded, what was rejected and why, and what was merged.
     Check(cmd::check::CheckArgs),
+    /// Run as a Kafka pipeline component: consume log lines, score them, produce hits, commit after acknowledgement.
+    Run(cmd::run::RunArgs),
     /// Pull indicators once from the config's sources, write the last-good cache and print a summary.
     Fetch(cmd::fetch::FetchArgs),
     /// Write the validated indicators in a native format: Zeek intel, Suricata datasets, nftables, ipset, RPZ, CSV, JSON lines.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Fetch(a) => cmd::fetch::run(a),
+        Command::Run(a) => cmd::run::run(a),
         Command::Export(a) => cmd::export::run(a),
     };
     match result {

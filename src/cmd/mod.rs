@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod export;
 pub mod fetch;
+pub mod run;
 pub mod scan;
 
 use anyhow::{Context, Result};

@@ -76,8 +76,13 @@ impl FeedSource {
 
     /// Pulls the feed. Returns whether its contribution changed.
     pub async fn pull(&mut self) -> Result<bool, RefreshError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("feed", name = %self.cfg.name, url = %self.cfg.url);
+        self.pull_in_span().instrument(span).await
+    }
+
+    async fn pull_in_span(&mut self) -> Result<bool, RefreshError> {
         self.next_due = Instant::now() + Duration::from_secs(self.cfg.interval_secs);
-        let _span = tracing::info_span!("feed", name = %self.cfg.name, url = %self.cfg.url).entered();
         if !is_remote(&self.cfg.url) {
             return self.pull_local();
         }

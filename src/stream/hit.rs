@@ -1,0 +1,58 @@
+//! Hit records for Kafka: the ECS document for one indicator hit, plus where the line came from, the snapshot
+//! version, and a deterministic hit id so consumers can deduplicate (delivery is at-least-once).
+
+use crate::scan::Hit;
+use crate::sink::ecs;
+use crate::Snapshot;
+use serde_json::{json, Value};
+
+/// Where a message came from.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+}
+
+/// `hash(topic, partition, offset, indicator)` as 16 hex digits: the same for every redelivery of a hit.
+pub fn hit_id(topic: &str, partition: i32, offset: i64, indicator: &str) -> String {
+    let text = format!("{topic}\u{0}{partition}\u{0}{offset}\u{0}{indicator}");
+    let a = crate::snapshot::keys::hash_key(text.as_bytes());
+    let b = crate::snapshot::keys::hash_key(format!("{text}\u{1}").as_bytes());
+    format!("{a:016x}{b:016x}")
+}
+
+/// The record for one hit in one line.
+pub fn record(snap: &Snapshot, line: &[u8], hit: &Hit, src: &Source<'_>) -> (String, Value) {
+    let name = snap.indicator(hit.indicator).value.name();
+    let id = hit_id(src.topic, src.partition, src.offset, &name);
+    let doc = json!({
+        "@timestamp": src.timestamp.map(|t| crate::export::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.max(0) as u64))),
+        "event": { "kind": "enrichment", "id": id, "original": String::from_utf8_lossy(line) },
+        "kafka": {
+            "topic": src.topic,
+            "partition": src.partition,
+            "offset": src.offset,
+            "timestamp": src.timestamp,
+            "key": src.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        },
+        "threat": { "enrichments": [ecs::enrichment(snap, line, hit)] },
+        "iocmatch": { "hit_id": id, "snapshot_version": snap.version() },
+    });
+    (id, doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_ids_are_deterministic_and_distinct() {
+        assert_eq!(hit_id("logs", 0, 5, "evil.com"), hit_id("logs", 0, 5, "evil.com"));
+        assert_ne!(hit_id("logs", 0, 5, "evil.com"), hit_id("logs", 1, 5, "evil.com"));
+        assert_ne!(hit_id("logs", 0, 5, "evil.com"), hit_id("logs", 0, 6, "evil.com"));
+        assert_ne!(hit_id("logs", 0, 5, "evil.com"), hit_id("logs", 0, 5, "evil.net"));
+    }
+}
