@@ -18,6 +18,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod kafka;
+
 pub const KEY: &str = "Zk3q9VbN2mT8xL5pR7sW1cY4hJ6dF0gA3eK9uQ2i";
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,182 @@
+//! A real Kafka-protocol broker for the tests: `tansu`, started per test on a free loopback port with SQLite
+//! storage in a temporary directory. `scripts/test.sh` installs it (`cargo install tansu --features dynostore,libsql`).
+
+#![allow(dead_code)]
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn tansu_path() -> Option<PathBuf> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let candidates = [
+        PathBuf::from(format!("{home}/.cargo/bin/tansu")),
+        PathBuf::from("/usr/local/bin/tansu"),
+    ];
+    if let Ok(o) = Command::new("tansu").arg("--version").output() {
+        if o.status.success() {
+            return Some(PathBuf::from("tansu"));
+        }
+    }
+    candidates.into_iter().find(|p| p.exists())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    /// Starts a broker, or returns None (with a message) when tansu is not installed outside CI.
+    pub fn start() -> Option<Broker> {
+        let Some(tansu) = tansu_path() else {
+            if std::env::var_os("CI").is_some() {
+                panic!("tansu is required in CI: scripts/test.sh installs it");
+            }
+            eprintln!("SKIPPED: tansu is not installed (cargo install tansu --features dynostore,libsql)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(&tansu, dir, free_port())
+    }
+
+    pub fn start_in(tansu: &Path, dir: tempfile::TempDir, port: u16) -> Option<Broker> {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Broker { child, port, dir })
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let o = Command::new(tansu_path().unwrap())
+            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args(["--partitions", &partitions.to_string(), name])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "topic create: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    pub fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("message.timeout.ms", "30000")
+            .create()
+            .unwrap()
+    }
+
+    /// Produces payloads (None = tombstone); returns (partition, offset) of each.
+    pub async fn produce(&self, topic: &str, payloads: &[Option<Vec<u8>>]) -> Vec<(i32, i64)> {
+        let p = self.producer();
+        let mut out = Vec::new();
+        for (i, pl) in payloads.iter().enumerate() {
+            let key = format!("k{i}");
+            let mut rec: FutureRecord<'_, String, Vec<u8>> = FutureRecord::to(topic).key(&key);
+            if let Some(b) = pl {
+                rec = rec.payload(b);
+            }
+            let d = p.send(rec, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+            out.push((d.partition, d.offset));
+        }
+        out
+    }
+
+    /// Reads the hits topic until `want` hit ids were all seen or the time is up; returns every id seen (with
+    /// repeats) and the snapshot-version headers.
+    pub fn collect_hits(&self, topic: &str, want: &BTreeSet<String>, timeout: Duration) -> (Vec<String>, Vec<String>) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", format!("reader-{}", free_port()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        c.subscribe(&[topic]).unwrap();
+        let (mut ids, mut versions) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                ids.push(v["iocmatch"]["hit_id"].as_str().unwrap().to_string());
+                if let Some(h) = m.headers() {
+                    if let Some(x) = h.iter().find(|h| h.key == "iocmatch-snapshot-version") {
+                        versions.push(String::from_utf8_lossy(x.value.unwrap()).into_owned());
+                    }
+                }
+            }
+            let seen: BTreeSet<String> = ids.iter().cloned().collect();
+            if want.is_subset(&seen) && !want.is_empty() {
+                // Keep reading briefly so extra ids would show.
+                let until = Instant::now() + Duration::from_millis(1500);
+                while Instant::now() < until {
+                    if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                        ids.push(v["iocmatch"]["hit_id"].as_str().unwrap().to_string());
+                    }
+                }
+                break;
+            }
+        }
+        (ids, versions)
+    }
+
+    /// The committed offsets of a group for a topic's partitions.
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        got.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => -1,
+            })
+            .collect()
+    }
+}

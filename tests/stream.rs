@@ -1,0 +1,189 @@
+//! `iocmatch run` against a real Kafka-protocol broker (tansu). Each scenario asserts the exact set of hit ids.
+
+mod common;
+
+use common::kafka::{free_port, Broker};
+use iocmatch::load::load_paths;
+use iocmatch::scan::scan_line;
+use iocmatch::stream::hit::hit_id;
+use iocmatch::{Policy, Snapshot};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SAMPLE: &str = "fixtures/iocs/sample-restsearch.json";
+
+/// Real log lines from the fixtures: every line of the sshd and iptables logs (hits and non-hits).
+fn log_lines() -> Vec<String> {
+    let mut v = Vec::new();
+    for f in [
+        "crowdsecurity__hub__sshd-logs.log",
+        "crowdsecurity__hub__iptables-scan-multi-port.log",
+        "zeek__zeek__opt.basic__dns.log",
+    ] {
+        v.extend(
+            std::fs::read_to_string(Path::new("fixtures/logs").join(f))
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    v
+}
+
+fn snapshot() -> Snapshot {
+    let (set, _) = load_paths(&[PathBuf::from(SAMPLE)], Policy::default()).unwrap();
+    Snapshot::build(set, 1)
+}
+
+/// The hit ids the service must emit for lines at these coordinates.
+fn expected(topic: &str, lines: &[Option<Vec<u8>>], coords: &[(i32, i64)]) -> BTreeSet<String> {
+    let snap = snapshot();
+    let mut out = BTreeSet::new();
+    let mut hits = Vec::new();
+    for (line, (p, o)) in lines.iter().zip(coords) {
+        let Some(l) = line else { continue };
+        if l.len() > 1000 {
+            continue;
+        }
+        scan_line(&snap, l, &mut hits);
+        for h in &hits {
+            out.insert(hit_id(topic, *p, *o, &snap.indicator(h.indicator).value.name()));
+        }
+    }
+    out
+}
+
+struct Service {
+    child: Child,
+    metrics_port: u16,
+}
+
+impl Service {
+    fn start(cfg: &Path) -> Service {
+        let text = std::fs::read_to_string(cfg).unwrap();
+        let metrics_port = text
+            .split("127.0.0.1:")
+            .last()
+            .unwrap()
+            .trim_end_matches(['"', '\n'])
+            .parse()
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_iocmatch"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("IOCMATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Service { child, metrics_port }
+    }
+
+    fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
+            return String::new();
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+                return (st.code(), err);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return (None, "did not exit in time".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &Path, broker: &Broker, group: &str, extra_kafka: &str) -> PathBuf {
+    let sample = std::fs::canonicalize(SAMPLE).unwrap();
+    let text = format!(
+        "state_dir = {state:?}\niocs = [{iocs:?}]\n\n[kafka]\nbrokers = \"{b}\"\ngroup_id = \"{group}\"\ninput_topics = [\"logs\"]\nhits_topic = \"hits\"\ncommit_interval_ms = 200\nmax_message_bytes = 1000\nshutdown_deadline_secs = 20\n{extra_kafka}\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        state = dir.join("state").display().to_string(),
+        iocs = sample.display().to_string(),
+        b = broker.brokers(),
+        port = free_port(),
+    );
+    let p = dir.join(format!("{group}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn payloads() -> Vec<Option<Vec<u8>>> {
+    log_lines().into_iter().map(|l| Some(l.into_bytes())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emits_exactly_the_expected_hits_survives_bad_input_and_drains_on_sigterm() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 2);
+    broker.create_topic("hits", 1);
+    let mut lines = payloads();
+    // Bad input among the good: a tombstone, invalid UTF-8 with an indicator, an oversized message.
+    lines.insert(3, None);
+    lines.insert(5, Some(b"\xff\xfe invalid utf-8 from 35.188.49.176 \xc3".to_vec()));
+    let mut big = b"35.188.49.176 ".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 5000));
+    lines.insert(7, Some(big));
+    let coords = broker.produce("logs", &lines).await;
+    let want = expected("logs", &lines, &coords);
+    assert!(want.len() > 20, "{}", want.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &broker, "g1", "");
+    let svc = Service::start(&cfg);
+    let b = &broker;
+    let w = want.clone();
+    let (ids, versions) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(60)));
+    let got: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(got, want, "exactly the expected hits");
+    assert!(
+        versions.iter().all(|v| v == "1"),
+        "hits carry the snapshot version header"
+    );
+    let m = svc.metrics();
+    assert!(m.contains("iocmatch_bad_messages_total{reason=\"tombstone\"} 1"), "{m}");
+    assert!(m.contains("iocmatch_bad_messages_total{reason=\"oversized\"} 1"), "{m}");
+    assert!(
+        m.contains("iocmatch_bad_messages_total{reason=\"invalid_utf8\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("iocmatch_hits_total{type=\"ipv4\",source=\"logs\"}"), "{m}");
+    svc.signal(libc::SIGTERM);
+    let (code, err) = svc.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    let committed = broker.committed("g1", "logs", 2);
+    let mut ends = vec![0i64; 2];
+    for (p, o) in &coords {
+        ends[*p as usize] = ends[*p as usize].max(o + 1);
+    }
+    assert_eq!(committed, ends, "everything consumed is committed on shutdown");
+}
