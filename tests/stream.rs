@@ -75,7 +75,11 @@ impl Service {
             .arg(cfg)
             .env("IOCMATCH_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(if std::env::var_os("IOCMATCH_TEST_SERVICE_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
             .spawn()
             .unwrap();
         Service { child, metrics_port }
@@ -186,4 +190,111 @@ async fn emits_exactly_the_expected_hits_survives_bad_input_and_drains_on_sigter
         ends[*p as usize] = ends[*p as usize].max(o + 1);
     }
     assert_eq!(committed, ends, "everything consumed is committed on shutdown");
+}
+
+fn many_payloads(times: usize) -> Vec<Option<Vec<u8>>> {
+    let base = payloads();
+    (0..times).flat_map(|_| base.iter().cloned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_then_restart_loses_no_hit() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 2);
+    broker.create_topic("hits", 1);
+    let lines = many_payloads(20);
+    let coords = broker.produce("logs", &lines).await;
+    let want = expected("logs", &lines, &coords);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &broker, "g2", "");
+    let svc = Service::start(&cfg);
+    std::thread::sleep(Duration::from_millis(700));
+    svc.signal(libc::SIGKILL);
+    let _ = svc.wait(Duration::from_secs(5));
+    let _svc2 = Service::start(&cfg);
+    let b = &broker;
+    let w = want.clone();
+    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(90)));
+    let got: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(
+        got, want,
+        "every expected hit is present after kill -9 and restart, and nothing else"
+    );
+    eprintln!(
+        "kill -9 test: {} hit records for {} distinct hits ({} duplicates)",
+        ids.len(),
+        got.len(),
+        ids.len() - got.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_one_group_together_emit_every_hit() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 2);
+    broker.create_topic("hits", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_a = config(dir.path(), &broker, "g3", "");
+    std::fs::rename(&cfg_a, dir.path().join("g3a.toml")).unwrap();
+    let cfg_b = config(dir.path(), &broker, "g3", "");
+    let a = Service::start(&dir.path().join("g3a.toml"));
+    let b_svc = Service::start(&cfg_b);
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = many_payloads(5);
+    let coords = broker.produce("logs", &lines).await;
+    let want = expected("logs", &lines, &coords);
+    let b = &broker;
+    let w = want.clone();
+    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(90)));
+    let got: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(got, want);
+    let (ma, mb) = (a.metrics(), b_svc.metrics());
+    assert!(ma.contains("iocmatch_lines_total") && mb.contains("iocmatch_lines_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_swap_mid_stream_makes_later_lines_hit() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 1);
+    broker.create_topic("hits", 1);
+    let misp = common::MispState::new();
+    misp.add("domain", "first.example.net", 100);
+    let url = common::serve(misp.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let misp_cfg = common::write_config(dir.path(), &url, "interval_secs = 1", "");
+    let text = std::fs::read_to_string(&misp_cfg).unwrap();
+    let kafka = std::fs::read_to_string(config(dir.path(), &broker, "g4", "")).unwrap();
+    let kafka_tail = &kafka[kafka.find("[kafka]").unwrap()..];
+    let cfg = dir.path().join("swap.toml");
+    std::fs::write(&cfg, format!("{text}\n{kafka_tail}")).unwrap();
+    let svc = Service::start(&cfg);
+    let before = vec![Some(b"GET http://c2.late.example.net/gate first.example.net".to_vec())];
+    let c1 = broker.produce("logs", &before).await;
+    let b = &broker;
+    let w1: BTreeSet<String> = [hit_id("logs", c1[0].0, c1[0].1, "first.example.net")].into();
+    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w1, Duration::from_secs(60)));
+    assert_eq!(
+        ids.iter().cloned().collect::<BTreeSet<_>>(),
+        w1,
+        "late.example.net is not an indicator yet"
+    );
+    misp.add("domain", "late.example.net", 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !svc.metrics().contains("iocmatch_indicators{type=\"domain\"} 2") {
+        assert!(
+            Instant::now() < deadline,
+            "the new indicator never reached the snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = vec![Some(b"GET http://c2.late.example.net/gate again".to_vec())];
+    let c2 = broker.produce("logs", &after).await;
+    let mut w2 = w1.clone();
+    w2.insert(hit_id("logs", c2[0].0, c2[0].1, "late.example.net"));
+    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w2, Duration::from_secs(60)));
+    assert_eq!(
+        ids.iter().cloned().collect::<BTreeSet<_>>(),
+        w2,
+        "lines after the swap hit"
+    );
 }

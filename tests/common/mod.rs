@@ -356,8 +356,9 @@ pub fn write_config(dir: &Path, url: &str, extra_misp: &str, extra_top: &str) ->
     }
     let allow_http = url.starts_with("http://");
     let cfg = format!(
-        "state_dir = {state:?}\n{extra_top}\n[misp]\nurl = {url:?}\nallow_http = {allow_http}\nkey_env = \"IOCMATCH_TEST_UNSET_KEY\"\nkey_file = {key:?}\n{timeout}connect_timeout_secs = 2\nretries = 2\nbackoff_ms = 10\ninterval_secs = 0\n{page}{extra_misp}\n",
+        "state_dir = {state:?}\n{extra_top}\n[misp]\nurl = {url:?}\nallow_http = {allow_http}\nkey_env = \"IOCMATCH_TEST_UNSET_KEY\"\nkey_file = {key:?}\n{timeout}connect_timeout_secs = 2\nretries = 2\nbackoff_ms = 10\n{interval}{page}{extra_misp}\n",
         timeout = if extra_misp.contains("timeout_secs") { "" } else { "timeout_secs = 2\n" },
+        interval = if extra_misp.contains("interval_secs") { "" } else { "interval_secs = 0\n" },
         page = if extra_misp.contains("page_size") { "" } else { "page_size = 50\n" },
         state = dir.join("state").display().to_string(),
         key = key_file.display().to_string(),
