@@ -18,6 +18,11 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
+# Offline validation of docker-compose.yml against the Compose Specification.
+if ! command -v check-jsonschema >/dev/null 2>&1; then
+  python3 -m pip install -q check-jsonschema >/dev/null 2>&1 || echo "note: could not install check-jsonschema" >&2
+fi
+
 # A real Kafka-protocol broker for tests/stream.rs (about 13 minutes to build once; reused afterwards).
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
   echo "installing tansu (Kafka-compatible broker) with cargo install; this takes a while once"
