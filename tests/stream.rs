@@ -298,3 +298,71 @@ async fn a_snapshot_swap_mid_stream_makes_later_lines_hit() {
         "lines after the swap hit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misp_push_applies_adds_and_soft_deletes_and_hits_are_sighted() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 1);
+    broker.create_topic("hits", 1);
+    broker.create_topic("misp_attribute", 1);
+    let misp = common::MispState::new();
+    misp.add("domain", "rest.example.net", 100);
+    let url = common::serve(misp.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let misp_cfg = common::write_config(
+        dir.path(),
+        &url,
+        "interval_secs = 3600\nsightings = true\nsighting_source = \"iocmatch-test\"",
+        "",
+    );
+    let text = std::fs::read_to_string(&misp_cfg).unwrap();
+    let kafka = std::fs::read_to_string(config(
+        dir.path(),
+        &broker,
+        "g5",
+        "misp_push_topic = \"misp_attribute\"\nsighting_interval_secs = 1",
+    ))
+    .unwrap();
+    let cfg = dir.path().join("push.toml");
+    std::fs::write(&cfg, format!("{text}\n{}", &kafka[kafka.find("[kafka]").unwrap()..])).unwrap();
+    let svc = Service::start(&cfg);
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !svc.metrics().contains(needle) {
+            assert!(Instant::now() < deadline, "never saw {needle}:\n{}", svc.metrics());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    tokio::task::block_in_place(|| wait_for("iocmatch_indicators{type=\"domain\"} 1"));
+    let add = br#"{"Attribute":{"id":"900","event_id":"77","type":"domain","category":"Network activity","value":"pushed.example.net","to_ids":true,"uuid":"b0000000-0000-4000-8000-000000000900","timestamp":"500","deleted":false},"Event":{"id":"77","uuid":"e0000000-0000-4000-8000-000000000077","info":"test event"},"action":"add"}"#;
+    broker.produce("misp_attribute", &[Some(add.to_vec())]).await;
+    tokio::task::block_in_place(|| wait_for("iocmatch_indicators{type=\"domain\"} 2"));
+    let c = broker
+        .produce("logs", &[Some(b"dns query x.pushed.example.net A".to_vec())])
+        .await;
+    let want: BTreeSet<String> = [hit_id("logs", c[0].0, c[0].1, "pushed.example.net")].into();
+    let b = &broker;
+    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &want, Duration::from_secs(60)));
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), want);
+    let soft = br#"{"Attribute":{"id":"900","event_id":"77","type":"domain","value":"pushed.example.net","to_ids":true,"uuid":"b0000000-0000-4000-8000-000000000900","timestamp":"600","deleted":true},"Event":{"id":"77"},"action":"soft-delete"}"#;
+    let stale = br#"{"Attribute":{"id":"900","event_id":"77","type":"domain","value":"pushed.example.net","to_ids":true,"uuid":"b0000000-0000-4000-8000-000000000900","timestamp":"550","deleted":false},"Event":{"id":"77"},"action":"edit"}"#;
+    broker
+        .produce("misp_attribute", &[Some(soft.to_vec()), Some(stale.to_vec())])
+        .await;
+    tokio::task::block_in_place(|| wait_for("iocmatch_indicators{type=\"domain\"} 1"));
+    // Sightings: the hit was reported in a batch with the configured source.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = misp.sightings.lock().unwrap().clone();
+        if let Some(body) = s.iter().find(|b| {
+            b["values"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x == "pushed.example.net"))
+        }) {
+            assert_eq!(body["source"], "iocmatch-test");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no sighting reported: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -84,7 +84,8 @@ fn load_event(loader: &mut Loader, name: &str, ev: &Map<String, Value>, path: &s
     }
 }
 
-fn event_meta(ev: &Map<String, Value>) -> EventMeta {
+/// The event header of a MISP event object (id, uuid, info, tags).
+pub fn event_meta(ev: &Map<String, Value>) -> EventMeta {
     EventMeta {
         id: ev.get("id").and_then(lenient_string),
         uuid: ev.get("uuid").and_then(lenient_string),

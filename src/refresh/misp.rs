@@ -323,6 +323,33 @@ impl MispClient {
         }
     }
 
+    /// Reports sightings by value. MISP answers "nothing matched" with HTTP 200 and a message, so the body is checked.
+    pub async fn add_sightings(&self, values: &[String], source: &str) -> Result<(), RefreshError> {
+        let path = "/sightings/add";
+        let url = self.url(path);
+        let started = Instant::now();
+        let body = json!({ "values": values, "source": source });
+        let (status, _, bytes) = self.send(Method::POST, path, Some(&body), None).await?;
+        tracing::info!(
+            method = "POST",
+            path,
+            status = status.as_u16(),
+            rows = values.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "MISP API call"
+        );
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if v.get("Sighting").is_some() {
+            return Ok(());
+        }
+        Err(RefreshError::Http {
+            url,
+            page: PageNo(None),
+            status: status.as_u16(),
+            message: misp_message(&bytes),
+        })
+    }
+
     /// Reads the key's role and lists the permissions it has beyond what iocmatch needs.
     pub async fn whoami(&self) -> Result<RoleReport, RefreshError> {
         let path = "/users/view/me";

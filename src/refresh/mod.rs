@@ -9,6 +9,7 @@ pub mod cache;
 pub mod error;
 pub mod feed;
 pub mod misp;
+pub mod push;
 pub mod store;
 pub mod swap;
 pub mod warninglist;
@@ -303,8 +304,20 @@ impl Refresher {
         }
     }
 
-    /// Refreshes on the configured interval until `shutdown` turns true.
-    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// Applies MISP push notifications and rebuilds.
+    pub fn apply_push(&mut self, attrs: Vec<crate::load::RawAttribute>) -> Result<ChangeReport, RefreshError> {
+        let d = self.store.apply_push(attrs, self.policy.include_all);
+        tracing::info!(upserted = d.upserted, removed = d.removed, "MISP push applied");
+        self.rebuild()
+    }
+
+    /// Refreshes on the configured interval until `shutdown` turns true, applying push notifications from `push`
+    /// as they come (batched for half a second).
+    pub async fn run(
+        mut self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        mut push: Option<tokio::sync::mpsc::Receiver<crate::load::RawAttribute>>,
+    ) {
         let every = Duration::from_secs(
             self.cfg
                 .misp
@@ -317,16 +330,35 @@ impl Refresher {
                 .unwrap_or(300)
                 .max(1),
         );
+        let mut next = tokio::time::Instant::now() + every;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+            let pushed = tokio::select! {
+                _ = tokio::time::sleep_until(next) => None,
                 _ = shutdown.changed() => return,
-            }
+                Some(a) = async { match push.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => Some(a),
+            };
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(e) = self.refresh(false).await {
-                tracing::error!("refresh failed: {e}");
+            match pushed {
+                Some(first) => {
+                    let mut batch = vec![first];
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if let Some(rx) = push.as_mut() {
+                        while let Ok(a) = rx.try_recv() {
+                            batch.push(a);
+                        }
+                    }
+                    if let Err(e) = self.apply_push(batch) {
+                        tracing::error!("applying MISP push failed: {e}");
+                    }
+                }
+                None => {
+                    next = tokio::time::Instant::now() + every;
+                    if let Err(e) = self.refresh(false).await {
+                        tracing::error!("refresh failed: {e}");
+                    }
+                }
             }
         }
     }

@@ -17,6 +17,8 @@ pub struct StoreDelta {
 pub struct AttributeStore {
     by_key: HashMap<String, RawAttribute>,
     max_timestamp: i64,
+    /// Timestamps of removals seen through push, so a late, older edit cannot bring an attribute back.
+    removed_at: HashMap<String, i64>,
 }
 
 /// The store key: the attribute uuid, or type and value for sources without uuids.
@@ -36,6 +38,7 @@ impl AttributeStore {
     pub fn replace(&mut self, attrs: Vec<RawAttribute>, keep_all: bool) -> StoreDelta {
         let before = self.by_key.len();
         self.by_key.clear();
+        self.removed_at.clear();
         self.max_timestamp = 0;
         let mut d = self.apply(attrs, keep_all);
         d.removed = before.saturating_sub(self.by_key.len().min(before));
@@ -56,6 +59,29 @@ impl AttributeStore {
                 self.by_key.insert(k, a);
                 d.upserted += 1;
             }
+        }
+        d
+    }
+
+    /// Applies MISP push notifications. They arrive unordered across partitions, so an update older than what the
+    /// store holds for that uuid is ignored (order by attribute timestamp, not arrival).
+    pub fn apply_push(&mut self, mut attrs: Vec<RawAttribute>, keep_all: bool) -> StoreDelta {
+        attrs.sort_by_key(|a| a.timestamp.unwrap_or(0));
+        let mut d = StoreDelta::default();
+        for a in attrs {
+            let k = key(&a);
+            let ts = a.timestamp.unwrap_or(0);
+            let held = self.by_key.get(&k).and_then(|h| h.timestamp).unwrap_or(i64::MIN);
+            let removed = self.removed_at.get(&k).copied().unwrap_or(i64::MIN);
+            if ts < held || ts <= removed {
+                continue;
+            }
+            if a.deleted || (!a.to_ids && !keep_all) {
+                self.removed_at.insert(k, ts);
+            }
+            let one = self.apply(vec![a], keep_all);
+            d.upserted += one.upserted;
+            d.removed += one.removed;
         }
         d
     }
@@ -120,6 +146,21 @@ mod tests {
         let values: Vec<&str> = s.attributes().map(|a| a.value.as_str()).collect();
         assert_eq!(values, ["a2.com"]);
         assert_eq!(s.cursor(), 14);
+    }
+
+    #[test]
+    fn push_orders_by_timestamp_not_arrival() {
+        let mut s = AttributeStore::new();
+        s.replace(vec![attr("a", "a.com", 10, true, false)], false);
+        s.apply_push(
+            vec![attr("a", "a.com", 30, true, true), attr("a", "a.com", 20, true, false)],
+            false,
+        );
+        assert!(s.is_empty(), "the older edit does not undo the newer delete");
+        s.apply_push(vec![attr("a", "a.com", 25, true, false)], false);
+        assert!(s.is_empty(), "nor does a late one");
+        s.apply_push(vec![attr("a", "a2.com", 40, true, false)], false);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct KafkaSettings {
     pub commit_interval_ms: u64,
     /// How long shutdown may take to drain and commit.
     pub shutdown_deadline_secs: u64,
+    /// MISP's own attribute topic (`misp_attribute`), applied between REST pulls when set.
+    pub misp_push_topic: Option<String>,
+    /// Seconds between sighting reports (when `misp.sightings` is on): one request at most per interval.
+    pub sighting_interval_secs: u64,
 }
 
 impl Default for KafkaSettings {
@@ -74,6 +78,8 @@ impl Default for KafkaSettings {
             max_in_flight: 10_000,
             commit_interval_ms: 1000,
             shutdown_deadline_secs: 30,
+            misp_push_topic: None,
+            sighting_interval_secs: 10,
         }
     }
 }
@@ -195,6 +201,20 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             "kafka.input_topics and kafka.hits_topic are required".into(),
         ));
     }
+    let sightings = match &cfg.misp {
+        Some(mc) if mc.sightings => {
+            let client = crate::refresh::misp::MispClient::new(mc, crate::refresh::misp::ApiKey::load(mc)?)?;
+            let (tx, rx) = mpsc::channel::<String>(10_000);
+            tokio::spawn(report_sightings(
+                client,
+                rx,
+                mc.sighting_source.clone(),
+                k.sighting_interval_secs,
+            ));
+            Some(tx)
+        }
+        _ => None,
+    };
     let mut refresher = Refresher::new(cfg)?;
     match refresher.check_key().await {
         Err(e @ RefreshError::NoApiAccess { .. }) => return Err(e.into()),
@@ -213,7 +233,11 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let cell = refresher.cell();
     let refresh_metrics = refresher.metrics.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let refresh_task = tokio::spawn(refresher.run(stop_rx));
+    let push_rx = match &k.misp_push_topic {
+        Some(topic) => Some(spawn_push_consumer(&k, topic)?),
+        None => None,
+    };
+    let refresh_task = tokio::spawn(refresher.run(stop_rx, push_rx));
 
     let metrics = Arc::new(Metrics::default());
     let addr = http::serve(
@@ -273,6 +297,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             producer.clone(),
             shared.clone(),
             k.clone(),
+            sightings.clone(),
         )));
     }
     let committer = tokio::spawn(committer(consumer.clone(), shared.clone(), k.commit_interval_ms));
@@ -378,6 +403,7 @@ async fn worker(
     producer: FutureProducer,
     shared: Arc<Shared>,
     k: KafkaSettings,
+    sightings: Option<mpsc::Sender<String>>,
 ) {
     let mut hits = Vec::new();
     while let Some((msg, permit)) = rx.recv().await {
@@ -425,6 +451,12 @@ async fn worker(
                 shared
                     .metrics
                     .hit(snap.indicator(h.indicator).value.kind().as_str(), &topic);
+                if let Some(tx) = &sightings {
+                    // Never blocks scoring: when the reporter is behind, the sighting is dropped and counted.
+                    if tx.try_send(snap.indicator(h.indicator).value.name()).is_err() {
+                        shared.metrics.bad("sighting_dropped");
+                    }
+                }
                 let (id, doc) = record(&snap, line, h, &src);
                 (id, serde_json::to_vec(&doc).expect("JSON values serialise"))
             })
@@ -471,6 +503,74 @@ async fn deliver(
                 tracing::warn!(topic, hit_id, "hit delivery failed, retrying: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+        }
+    }
+}
+
+/// Consumes MISP's attribute topic and forwards each notification to the refresher.
+fn spawn_push_consumer(
+    k: &KafkaSettings,
+    topic: &str,
+) -> Result<mpsc::Receiver<crate::load::RawAttribute>, ServiceError> {
+    let mut cc = client_config(k);
+    cc.set("group.id", format!("{}-misp-push", k.group_id))
+        .set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = cc
+        .create()
+        .map_err(|e| ServiceError::Kafka(format!("MISP push consumer for {}: {e}", k.brokers)))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| ServiceError::Kafka(format!("subscribing to {topic}: {e}")))?;
+    let (tx, rx) = mpsc::channel(10_000);
+    tokio::spawn(async move {
+        loop {
+            match consumer.recv().await {
+                Ok(m) => {
+                    let loc = format!("{}/{}@{}", m.topic(), m.partition(), m.offset());
+                    match m.payload().map(|p| crate::refresh::push::parse(p, &loc)) {
+                        Some(Ok(Some(a))) => {
+                            if tx.send(a).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(None)) => {}
+                        Some(Err(e)) => tracing::warn!(at = %loc, "MISP push message skipped: {e}"),
+                        None => tracing::warn!(at = %loc, "MISP push tombstone skipped"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("MISP push consumer: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Batches hit values and reports them to MISP as sightings, one request per interval at most.
+async fn report_sightings(
+    client: crate::refresh::misp::MispClient,
+    mut rx: mpsc::Receiver<String>,
+    source: String,
+    every_secs: u64,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(every_secs.max(1)));
+    let mut pending = std::collections::BTreeSet::new();
+    loop {
+        tick.tick().await;
+        while let Ok(v) = rx.try_recv() {
+            pending.insert(v);
+        }
+        if rx.is_closed() && pending.is_empty() {
+            return;
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let batch: Vec<String> = std::mem::take(&mut pending).into_iter().take(500).collect();
+        if let Err(e) = client.add_sightings(&batch, &source).await {
+            tracing::warn!(values = batch.len(), "sightings not recorded: {e}");
         }
     }
 }

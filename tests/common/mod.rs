@@ -47,6 +47,7 @@ pub struct MispState {
     pub requests: Mutex<Vec<Recorded>>,
     pub feed_dir: Mutex<Option<std::path::PathBuf>>,
     pub feed_requests: Mutex<Vec<String>>,
+    pub sightings: Mutex<Vec<Value>>,
 }
 
 pub fn read_only_role() -> Value {
@@ -282,6 +283,32 @@ async fn view_me(State(s): State<Arc<MispState>>, headers: HeaderMap) -> Respons
         .into_response()
 }
 
+/// MISP answers a sighting that matched nothing with HTTP 200 and a message, as here.
+async fn add_sightings(State(s): State<Arc<MispState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorised(&headers) {
+        return forbidden("/sightings/add");
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.sightings.lock().unwrap().push(v.clone());
+    let values: Vec<String> = v["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect();
+    let known = s
+        .attributes
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|a| values.iter().any(|x| a["value"] == *x));
+    if known {
+        axum::Json(json!({"Sighting": {"id": "1", "attribute_id": "1", "event_id": "77", "org_id": "1", "date_sighting": "1700000000", "uuid": "s-1", "source": v["source"], "type": "0"}})).into_response()
+    } else {
+        axum::Json(json!({"message": "Could not add the Sighting. Reason: No valid attributes found that match the criteria."})).into_response()
+    }
+}
+
 async fn feed_file(State(s): State<Arc<MispState>>, AxPath(name): AxPath<String>, headers: HeaderMap) -> Response {
     s.feed_requests.lock().unwrap().push(name.clone());
     let Some(dir) = s.feed_dir.lock().unwrap().clone() else {
@@ -306,6 +333,7 @@ pub fn router(state: Arc<MispState>) -> Router {
     Router::new()
         .route("/attributes/restSearch", post(rest_search))
         .route("/users/view/me", get(view_me))
+        .route("/sightings/add", post(add_sightings))
         .route("/feed/{name}", get(feed_file))
         .with_state(state)
 }
