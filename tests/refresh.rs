@@ -512,3 +512,30 @@ fn the_example_config_parses() {
     let c = Config::load(Path::new("iocmatch.example.toml")).unwrap();
     assert_eq!(c.misp.unwrap().not_tags, ["tlp:red"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_files_are_reloaded_only_when_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("local.txt");
+    std::fs::write(&list, "local-one.example.net\n").unwrap();
+    let cfg = dir.path().join("local.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\niocs = [{:?}]\n",
+            dir.path().join("st").display().to_string(),
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut r = refresher(&cfg);
+    r.start().await.unwrap();
+    let v1 = r.cell().load().version();
+    r.refresh(false).await.unwrap();
+    assert_eq!(r.cell().load().version(), v1, "nothing changed, no new snapshot");
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&list, "local-one.example.net\nlocal-two.example.net\n").unwrap();
+    r.refresh(false).await.unwrap();
+    assert_eq!(r.cell().load().version(), v1 + 1);
+    assert_eq!(hits(&r, "local-two.example.net"), ["local-two.example.net"]);
+}

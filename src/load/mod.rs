@@ -51,7 +51,7 @@ impl LoadError {
 }
 
 /// One MISP attribute as read from any source, before policy and normalisation.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawAttribute {
     pub misp_type: String,
     pub value: String,

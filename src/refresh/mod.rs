@@ -70,6 +70,8 @@ pub struct Refresher {
     last_full: Option<Instant>,
     /// When MISP is next due for an incremental pull.
     misp_next_due: Instant,
+    /// Modification times of the local indicator files at the last build, to rebuild only on change.
+    files_seen: Vec<Option<std::time::SystemTime>>,
     /// Attributes read from the cache while MISP was unreachable at start; replaced by the first good pull.
     cached: Option<Vec<crate::load::RawAttribute>>,
     pub metrics: Arc<RefreshMetrics>,
@@ -120,6 +122,7 @@ impl Refresher {
             version: 0,
             last_full: None,
             misp_next_due: Instant::now(),
+            files_seen: Vec::new(),
             cached: None,
             metrics: Arc::new(RefreshMetrics::default()),
         })
@@ -178,6 +181,7 @@ impl Refresher {
     pub async fn refresh(&mut self, full: bool) -> Result<ChangeReport, RefreshError> {
         self.metrics.refreshes.fetch_add(1, Ordering::Relaxed);
         let mut first_error = None;
+        let mut dirty = full || self.version == 0;
         let misp_due = full || Instant::now() >= self.misp_next_due;
         if let (Some(m), true) = (&self.misp, misp_due) {
             self.misp_next_due =
@@ -196,6 +200,7 @@ impl Refresher {
                     } else {
                         self.store.apply(attrs, keep_all)
                     };
+                    dirty |= self.cached.is_some() || delta.upserted + delta.removed > 0;
                     self.cached = None;
                     tracing::info!(
                         full = is_full,
@@ -217,15 +222,38 @@ impl Refresher {
             if !f.due(now) && !full {
                 continue;
             }
-            if let Err(e) = f.pull().await {
-                self.metrics.error(&f.cfg.name);
-                tracing::error!(feed = %f.cfg.name, "feed pull failed, keeping its last good contribution: {e}");
+            match f.pull().await {
+                Ok(changed) => dirty |= changed,
+                Err(e) => {
+                    self.metrics.error(&f.cfg.name);
+                    tracing::error!(feed = %f.cfg.name, "feed pull failed, keeping its last good contribution: {e}");
+                }
             }
         }
         if let Some(e) = first_error {
             return Err(e);
         }
+        let files = self.file_times();
+        dirty |= files != self.files_seen;
+        if !dirty {
+            let snap = self.cell.load();
+            tracing::debug!(version = snap.version(), "nothing changed; the snapshot stays");
+            return Ok(ChangeReport {
+                version: snap.version(),
+                total: snap.len(),
+                ..Default::default()
+            });
+        }
+        self.files_seen = files;
         self.rebuild()
+    }
+
+    fn file_times(&self) -> Vec<Option<std::time::SystemTime>> {
+        self.cfg
+            .iocs
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
     }
 
     /// Validates every source's attributes, builds a snapshot, swaps it in and writes the cache.

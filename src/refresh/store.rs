@@ -55,7 +55,7 @@ impl AttributeStore {
                 if self.by_key.remove(&k).is_some() {
                     d.removed += 1;
                 }
-            } else {
+            } else if self.by_key.get(&k) != Some(&a) {
                 self.by_key.insert(k, a);
                 d.upserted += 1;
             }
