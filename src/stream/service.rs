@@ -122,6 +122,8 @@ struct Shared {
     tracker: Mutex<CommitTracker>,
     metrics: Arc<Metrics>,
     deadline: Duration,
+    /// When consumer lag was last measured (it costs a broker round trip per partition).
+    lag_measured: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -259,6 +261,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         tracker: Mutex::new(CommitTracker::new()),
         metrics: metrics.clone(),
         deadline: Duration::from_secs(k.shutdown_deadline_secs),
+        lag_measured: Mutex::new(None),
     });
     let mut cc = client_config(&k);
     cc.set("group.id", &k.group_id)
@@ -376,6 +379,11 @@ fn commit_now(consumer: &StreamConsumer<Ctx>, shared: &Shared, mode: CommitMode)
                 .metrics
                 .commit_latency_us_sum
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            let mut measured = shared.lag_measured.lock().expect("lag");
+            if measured.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                return;
+            }
+            *measured = Some(Instant::now());
             let mut lag = shared.metrics.lag.lock().expect("metrics");
             for ((t, p), next) in offsets {
                 if let Ok((_, high)) = consumer.fetch_watermarks(&t, p, Duration::from_millis(500)) {
