@@ -3,7 +3,6 @@
 //! Run: `cargo bench --bench kafka_e2e` (IOCMATCH_E2E_LINES sets the line count, default 100000).
 
 #[path = "../tests/common/kafka.rs"]
-#[allow(dead_code)]
 mod kafka;
 
 use iocmatch::workload::{generate, WorkloadSpec};
