@@ -86,11 +86,15 @@ impl Service {
     }
 
     fn metrics(&self) -> String {
+        self.get("/metrics")
+    }
+
+    fn get(&self, path: &str) -> String {
         use std::io::{Read, Write};
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
             return String::new();
         };
-        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+        let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes());
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
@@ -181,6 +185,21 @@ async fn emits_exactly_the_expected_hits_survives_bad_input_and_drains_on_sigter
         "{m}"
     );
     assert!(m.contains("iocmatch_hits_total{type=\"ipv4\",source=\"logs\"}"), "{m}");
+    for name in [
+        "iocmatch_snapshot_version 1",
+        "iocmatch_consumer_lag",
+        "iocmatch_commit_latency_seconds_sum",
+        "iocmatch_in_flight_messages",
+        "iocmatch_indicators{type=\"domain\"}",
+        "iocmatch_rejected_indicators{reason=",
+    ] {
+        assert!(m.contains(name), "{name} in {m}");
+    }
+    assert!(svc.get("/healthz").starts_with("HTTP/1.0 200"));
+    assert!(
+        svc.get("/readyz").starts_with("HTTP/1.0 200"),
+        "ready: snapshot loaded and partitions assigned"
+    );
     svc.signal(libc::SIGTERM);
     let (code, err) = svc.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{err}");
@@ -365,4 +384,32 @@ async fn misp_push_applies_adds_and_soft_deletes_and_hits_are_sighted() {
         assert!(Instant::now() < deadline, "no sighting reported: {s:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_is_survived_without_losing_hits() {
+    let Some(mut broker) = Broker::start() else { return };
+    broker.create_topic("logs", 2);
+    broker.create_topic("hits", 1);
+    let first = payloads();
+    let c1 = broker.produce("logs", &first).await;
+    let mut want = expected("logs", &first, &c1);
+    let dir = tempfile::tempdir().unwrap();
+    let _svc = Service::start(&config(dir.path(), &broker, "g6", ""));
+    let b = &broker;
+    let w = want.clone();
+    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(60)));
+    assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), want);
+    tokio::task::block_in_place(|| broker.restart(Duration::from_secs(2)));
+    let second = payloads();
+    let c2 = broker.produce("logs", &second).await;
+    want.extend(expected("logs", &second, &c2));
+    let b = &broker;
+    let w = want.clone();
+    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(90)));
+    assert_eq!(
+        ids.into_iter().collect::<BTreeSet<_>>(),
+        want,
+        "consumption resumed after the outage, nothing lost"
+    );
 }

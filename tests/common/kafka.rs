@@ -79,6 +79,27 @@ impl Broker {
         Some(Broker { child, port, dir })
     }
 
+    /// Stops the broker (as an outage would) and starts it again on the same port and storage.
+    pub fn restart(&mut self, down_for: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down_for);
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        self.child = Command::new(tansu_path().unwrap())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not restart");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
