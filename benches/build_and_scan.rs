@@ -2,7 +2,7 @@
 //! type. Run with `cargo bench --bench build_and_scan`; the README's performance table cites these groups.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use iocmatch::scan::{for_each_line, ScanStats};
+use iocmatch::scan::scan_buffer;
 use iocmatch::workload::{generate, indicator_set, WorkloadSpec};
 use iocmatch::Snapshot;
 use std::time::Duration;
@@ -10,9 +10,7 @@ use std::time::Duration;
 const SIZES: &[(usize, &str)] = &[(10_000, "10k"), (100_000, "100k"), (1_000_000, "1M")];
 
 fn scan_all(snap: &Snapshot, buf: &[u8]) -> u64 {
-    let mut stats = ScanStats::default();
-    for_each_line(snap, buf, 1 << 20, &mut stats, |_, _, _| {});
-    stats.lines_with_hits
+    scan_buffer(snap, buf, 1 << 20).lines_with_hits
 }
 
 fn build(c: &mut Criterion) {

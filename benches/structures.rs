@@ -11,7 +11,7 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use iocmatch::scan::{for_each_line, ScanStats};
+use iocmatch::scan::scan_buffer;
 use iocmatch::workload::{generate, indicator_set, GenIndicator, WorkloadSpec};
 use iocmatch::Snapshot;
 use std::collections::HashSet;
@@ -84,11 +84,7 @@ fn compare(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(lines.len() as u64));
         let snap = Snapshot::build(set, 1);
         g.bench_function("scan/snapshot", |b| {
-            b.iter(|| {
-                let mut st = ScanStats::default();
-                for_each_line(&snap, &lines, 1 << 20, &mut st, |_, _, _| {});
-                st.lines_with_hits
-            })
+            b.iter(|| scan_buffer(&snap, &lines, 1 << 20).lines_with_hits)
         });
         let naive: HashSet<String> = ds.iter().map(|d| d.value.clone()).collect();
         g.bench_function("scan/naive_suffix_set", |b| b.iter(|| naive_scan(&naive, &lines)));

@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use iocmatch::refresh::SnapshotCell;
-use iocmatch::scan::{for_each_line, ScanStats};
+use iocmatch::scan::scan_buffer;
 use iocmatch::workload::{generate, indicator_set, WorkloadSpec};
 use iocmatch::Snapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +18,7 @@ fn scan_chunks(cell: &SnapshotCell, buf: &[u8]) -> u64 {
         let mut end = (pos + (1 << 20)).min(buf.len());
         end = memchr_next_line(buf, end);
         let snap = cell.load();
-        let mut st = ScanStats::default();
-        for_each_line(&snap, &buf[pos..end], 1 << 20, &mut st, |_, _, _| {});
-        hits += st.lines_with_hits;
+        hits += scan_buffer(&snap, &buf[pos..end], 1 << 20).lines_with_hits;
         pos = end;
     }
     hits

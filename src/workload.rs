@@ -345,7 +345,7 @@ pub fn indicator_set(inds: &[GenIndicator]) -> crate::IndicatorSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::{for_each_line, ScanStats};
+    use crate::scan::scan_buffer;
     use crate::Snapshot;
 
     #[test]
@@ -371,8 +371,7 @@ mod tests {
         });
         let snap = Snapshot::build(indicator_set(&w.indicators), 1);
         assert_eq!(snap.len(), 5_000);
-        let mut stats = ScanStats::default();
-        for_each_line(&snap, &w.lines, 1 << 20, &mut stats, |_, _, _| {});
+        let stats = scan_buffer(&snap, &w.lines, 1 << 20);
         assert!(w.planted > 300);
         assert_eq!(stats.lines_with_hits as usize, w.planted);
         assert_eq!(stats.lines as usize, w.line_count);

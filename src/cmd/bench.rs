@@ -3,7 +3,7 @@
 //! cores, and hits found against hits planted. `--compare` runs `grep -F -f` and `rg -F -f` on the same files.
 
 use anyhow::{bail, Context, Result};
-use iocmatch::scan::{for_each_line, ScanStats};
+use iocmatch::scan::{scan_buffer, ScanStats};
 use iocmatch::workload::{generate, indicator_set, GenIndicator, Workload, WorkloadSpec};
 use iocmatch::Snapshot;
 use serde::Serialize;
@@ -111,13 +111,7 @@ fn scan_threads(snap: &Snapshot, buf: &[u8], threads: usize) -> ScanStats {
     std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
-            .map(|p| {
-                s.spawn(move || {
-                    let mut st = ScanStats::default();
-                    for_each_line(snap, p, 1 << 20, &mut st, |_, _, _| {});
-                    st
-                })
-            })
+            .map(|p| s.spawn(move || scan_buffer(snap, p, 1 << 20)))
             .collect();
         for h in handles {
             total.merge(&h.join().expect("scan thread"));

@@ -187,6 +187,30 @@ impl MispClient {
         }
     }
 
+    /// A transport failure as an error naming the URL and page: a timeout, a broken body, or anything else.
+    fn classify(&self, e: &reqwest::Error, url: &str, page: PageNo, reading_body: bool) -> RefreshError {
+        let url = url.to_string();
+        if e.is_timeout() {
+            RefreshError::Timeout {
+                url,
+                page,
+                secs: self.cfg.timeout_secs,
+            }
+        } else if reading_body {
+            RefreshError::Body {
+                url,
+                page,
+                message: error_chain(e),
+            }
+        } else {
+            RefreshError::Transport {
+                url,
+                page,
+                message: error_chain(e),
+            }
+        }
+    }
+
     /// Sends once and classifies the answer; a 429 comes back with the delay the server asked for.
     async fn answer(
         &self,
@@ -194,45 +218,21 @@ impl MispClient {
         url: &str,
         page: PageNo,
     ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), (RefreshError, Option<Duration>)> {
-        let u = url.to_string();
-        let resp = req.send().await.map_err(|e| {
-            let err = if e.is_timeout() {
-                RefreshError::Timeout {
-                    url: u.clone(),
-                    page,
-                    secs: self.cfg.timeout_secs,
-                }
-            } else {
-                RefreshError::Transport {
-                    url: u.clone(),
-                    page,
-                    message: error_chain(&e),
-                }
-            };
-            (err, None)
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (self.classify(&e, url, page, false), None))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| {
-            let err = if e.is_timeout() {
-                RefreshError::Timeout {
-                    url: u.clone(),
-                    page,
-                    secs: self.cfg.timeout_secs,
-                }
-            } else {
-                RefreshError::Body {
-                    url: u.clone(),
-                    page,
-                    message: error_chain(&e),
-                }
-            };
-            (err, None)
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| (self.classify(&e, url, page, true), None))?;
         if status.is_success() {
             return Ok((status, headers, bytes));
         }
         let message = misp_message(&bytes);
+        let u = url.to_string();
         let err = match status.as_u16() {
             403 => RefreshError::Forbidden { url: u, page, message },
             405 => RefreshError::NoApiAccess { url: u, message },

@@ -66,3 +66,10 @@ pub fn for_each_line(
         pos = end + 1;
     }
 }
+
+/// Scans a whole buffer of lines and returns only the counts: what benchmarks and sizing runs need.
+pub fn scan_buffer(snap: &Snapshot, buf: &[u8], max_line: usize) -> ScanStats {
+    let mut stats = ScanStats::default();
+    for_each_line(snap, buf, max_line, &mut stats, |_, _, _| {});
+    stats
+}
