@@ -96,6 +96,7 @@ fn main() {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let watcher = std::thread::spawn(move || {
         let mut first = None;
+        let mut all_scored = None;
         loop {
             std::thread::sleep(Duration::from_millis(20));
             let lines = metric(port, "iocmatch_lines_total").unwrap_or(0.0) as usize;
@@ -103,8 +104,15 @@ fn main() {
                 first.get_or_insert_with(Instant::now);
             }
             let in_flight = metric(port, "iocmatch_in_flight_messages").unwrap_or(1.0);
+            if lines >= n && all_scored.is_none() {
+                all_scored = Some(first.unwrap().elapsed().as_secs_f64());
+            }
             if lines >= n && in_flight == 0.0 {
                 let secs = first.unwrap().elapsed().as_secs_f64();
+                eprintln!(
+                    "all lines scored after {:.2} s; every hit acknowledged after {secs:.2} s",
+                    all_scored.unwrap()
+                );
                 let _ = done_tx.send(());
                 return secs;
             }
