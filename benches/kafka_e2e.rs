@@ -20,6 +20,15 @@ fn metric(port: u16, name: &str) -> Option<f64> {
     out.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
+/// User plus system CPU seconds of a process, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
@@ -61,6 +70,8 @@ fn main() {
         .create()
         .unwrap();
     c.subscribe(&["logs"]).unwrap();
+    let broker_pid = broker.child.id();
+    let (b0, s0) = (cpu_secs(broker_pid), cpu_secs(std::process::id()));
     let (mut got, mut first) = (0usize, None);
     while got < n {
         if let Some(Ok(_)) = c.poll(Duration::from_millis(500)) {
@@ -69,6 +80,12 @@ fn main() {
         }
     }
     let bare = n as f64 / first.unwrap().elapsed().as_secs_f64();
+    eprintln!(
+        "bare phase CPU: broker {:.2} s, client {:.2} s",
+        cpu_secs(broker_pid) - b0,
+        cpu_secs(std::process::id()) - s0
+    );
+    let (b1, s1) = (cpu_secs(broker_pid), cpu_secs(std::process::id()));
 
     // iocmatch run, in-process: time from the first scored line until every line is scored and committed.
     let dir = tempfile::tempdir().unwrap();
@@ -90,7 +107,7 @@ fn main() {
             broker.brokers()
         ),
         "e2e.toml",
-        &[],
+        &std::env::vars().collect::<Vec<_>>(),
     )
     .unwrap();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -123,6 +140,11 @@ fn main() {
     }))
     .unwrap();
     let e2e = n as f64 / watcher.join().unwrap();
+    eprintln!(
+        "e2e phase CPU: broker {:.2} s, iocmatch {:.2} s",
+        cpu_secs(broker_pid) - b1,
+        cpu_secs(std::process::id()) - s1
+    );
     println!("kafka_e2e: {n} lines, 100k indicators, 2 partitions, 2 cores");
     println!("  bare rdkafka consumer:       {bare:>10.0} lines/s");
     println!("  iocmatch run (end to end):   {e2e:>10.0} lines/s");

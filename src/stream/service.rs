@@ -14,6 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -276,7 +277,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             cc.set(p, v);
         }
     }
-    let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
+    let consumer: Arc<BaseConsumer<Ctx>> = Arc::new(
         cc.create_with_context(Ctx(shared.clone()))
             .map_err(|e| ServiceError::Kafka(format!("consumer for {}: {e}", k.brokers)))?,
     );
@@ -305,46 +306,21 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     }
     let committer = tokio::spawn(committer(consumer.clone(), shared.clone(), k.commit_interval_ms));
 
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => p.expect("semaphore open"),
-        };
-        let msg = tokio::select! {
-            _ = &mut shutdown => break,
-            m = consumer.recv() => m,
-        };
-        let msg = match msg {
-            Ok(m) => Msg {
-                topic: Arc::from(m.topic()),
-                partition: m.partition(),
-                offset: m.offset(),
-                timestamp: m.timestamp().to_millis(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec),
-            },
-            Err(e) => {
-                tracing::warn!("consume error (librdkafka reconnects by itself): {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        shared
-            .tracker
-            .lock()
-            .expect("tracker")
-            .received(&msg.topic, msg.partition, msg.offset);
-        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let w = (msg.partition as usize).wrapping_add(fxhash(&msg.topic)) % senders.len();
-        if senders[w].send((msg, permit)).await.is_err() {
-            break;
-        }
-    }
+    // The poll loop runs on its own thread, as a bare consumer does: one tight loop hands messages to the workers,
+    // and rebalance callbacks (which may wait for in-flight work) block only this thread.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (consumer, shared, stopping, permits) =
+            (consumer.clone(), shared.clone(), stopping.clone(), permits.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || poll_loop(&consumer, &shared, &stopping, &permits, &handle, senders))
+    };
+    shutdown.await;
+    stopping.store(true, Ordering::Relaxed);
+    let _ = poller.await;
 
     tracing::info!("shutting down: draining in-flight work");
     let deadline = Instant::now() + Duration::from_secs(k.shutdown_deadline_secs);
-    drop(senders);
     for w in workers {
         let _ = tokio::time::timeout_at(deadline.into(), w).await;
     }
@@ -362,7 +338,59 @@ fn fxhash(s: &str) -> usize {
     s.bytes().fold(0usize, |h, b| h.rotate_left(5) ^ b as usize)
 }
 
-fn commit_now(consumer: &StreamConsumer<Ctx>, shared: &Shared, mode: CommitMode) {
+/// Polls the consumer until `stopping`, registering each message with the tracker and queueing it for its worker.
+/// Waiting for an in-flight permit or a queue slot here is the backpressure: consumption pauses.
+fn poll_loop(
+    consumer: &BaseConsumer<Ctx>,
+    shared: &Shared,
+    stopping: &AtomicBool,
+    permits: &Arc<Semaphore>,
+    handle: &tokio::runtime::Handle,
+    senders: Vec<mpsc::Sender<(Msg, tokio::sync::OwnedSemaphorePermit)>>,
+) {
+    while !stopping.load(Ordering::Relaxed) {
+        let permit = loop {
+            if stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            match handle.block_on(tokio::time::timeout(
+                Duration::from_millis(200),
+                permits.clone().acquire_owned(),
+            )) {
+                Ok(p) => break p.expect("semaphore open"),
+                Err(_) => continue,
+            }
+        };
+        let msg = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Ok(m)) => Msg {
+                topic: Arc::from(m.topic()),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+            },
+            Some(Err(e)) => {
+                tracing::warn!("consume error (librdkafka reconnects by itself): {e}");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        shared
+            .tracker
+            .lock()
+            .expect("tracker")
+            .received(&msg.topic, msg.partition, msg.offset);
+        shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        let w = (msg.partition as usize).wrapping_add(fxhash(&msg.topic)) % senders.len();
+        if senders[w].blocking_send((msg, permit)).is_err() {
+            return;
+        }
+    }
+}
+
+fn commit_now(consumer: &BaseConsumer<Ctx>, shared: &Shared, mode: CommitMode) {
     let offsets = shared.tracker.lock().expect("tracker").committable();
     if offsets.is_empty() {
         return;
@@ -395,7 +423,7 @@ fn commit_now(consumer: &StreamConsumer<Ctx>, shared: &Shared, mode: CommitMode)
     }
 }
 
-async fn committer(consumer: Arc<StreamConsumer<Ctx>>, shared: Arc<Shared>, every_ms: u64) {
+async fn committer(consumer: Arc<BaseConsumer<Ctx>>, shared: Arc<Shared>, every_ms: u64) {
     let mut tick = tokio::time::interval(Duration::from_millis(every_ms.max(10)));
     loop {
         tick.tick().await;
