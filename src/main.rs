@@ -41,9 +41,10 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
 }
 
-fn init_logging(format: LogFormat) {
+/// Services log at info (API calls, swaps, commits); the grep-like tools only warn, keeping stderr quiet.
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IOCMATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},librdkafka=warn,rdkafka=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -55,7 +56,11 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let level = match cli.command {
+        Command::Run(_) | Command::Fetch(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, level);
     let result = match cli.command {
         Command::Scan(a) => cmd::scan::run(a),
         Command::Check(a) => cmd::check::run(a),
