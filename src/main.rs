@@ -43,8 +43,9 @@ enum Command {
 
 /// Services log at info (API calls, swaps, commits); the grep-like tools only warn, keeping stderr quiet.
 fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IOCMATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},librdkafka=warn,rdkafka=warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IOCMATCH_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default_level},librdkafka=warn,rdkafka=warn"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

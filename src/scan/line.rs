@@ -42,42 +42,40 @@ fn push(hits: &mut Vec<Hit>, indicator: u32, start: usize, end: usize) {
 
 /// Finds every distinct indicator in `line` (without its `\n`/`\r`). `hits` is cleared first and reused, so a
 /// caller scanning many lines allocates nothing.
+///
+/// Most bytes of a log line can never start a match, so the scan jumps instead of walking byte by byte: every host
+/// indicator and every IPv4 address contains a dot, so `memchr` finds the dots and each dotted host token is taken
+/// whole around one; a hash is an alphanumeric run of at least 32 bytes, so it must cover one of every 32 positions,
+/// and only those positions are looked at.
 pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
     hits.clear();
     let n = line.len();
-    let want_hashes = !snap.hashes.is_empty();
     let want_v4 = snap.ips.has_v4();
-    let mut i = 0;
-    while i < n {
-        while i < n && !HOST[line[i] as usize] {
-            i += 1;
+    let mut pos = 0;
+    while let Some(off) = memchr::memchr(b'.', &line[pos..]) {
+        let dot = pos + off;
+        let mut start = dot;
+        while start > 0 && HOST[line[start - 1] as usize] {
+            start -= 1;
         }
-        let start = i;
-        let mut dots = 0u32;
-        while i < n && HOST[line[i] as usize] {
-            dots += (line[i] == b'.') as u32;
-            i += 1;
+        let mut end = dot + 1;
+        while end < n && HOST[line[end] as usize] {
+            end += 1;
         }
-        if start == i {
-            break;
-        }
-        if want_hashes && i - start >= 32 {
-            hash_runs(snap, line, start, i, hits);
-        }
-        if dots == 0 {
-            continue;
-        }
-        let mut end = i;
+        pos = end;
         while end > start && line[end - 1] == b'.' {
             end -= 1;
         }
         if end == start {
             continue;
         }
-        if want_v4 && dots >= 3 {
+        if want_v4 && line[start..end].iter().filter(|b| **b == b'.').count() >= 3 {
             ipv4_in_token(snap, line, start, end, hits);
         }
         host_suffixes(snap, line, start, end, hits);
+    }
+    if !snap.hashes.is_empty() && n >= 32 {
+        hash_runs(snap, line, hits);
     }
     if (want_v4 || snap.ips.has_v6()) && memchr::memchr(b':', line).is_some() {
         ipv6_in_line(snap, line, hits);
@@ -163,26 +161,32 @@ fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
     }
 }
 
-/// Hex runs of exactly a digest's length that touch no other alphanumeric byte.
+/// Hex runs of exactly a digest's length that touch no other alphanumeric byte. A run of 32 bytes or more covers
+/// a position that is a multiple of 32, so only those positions are examined.
 #[inline]
-fn hash_runs(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
-    let mut j = start;
-    while j < end {
-        while j < end && !line[j].is_ascii_alphanumeric() {
-            j += 1;
+fn hash_runs(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+    let n = line.len();
+    let mut k = 0;
+    while k < n {
+        if !line[k].is_ascii_hexdigit() {
+            k += 32;
+            continue;
         }
-        let s = j;
-        let mut hex = true;
-        while j < end && line[j].is_ascii_alphanumeric() {
-            hex &= line[j].is_ascii_hexdigit();
-            j += 1;
+        let mut s = k;
+        while s > 0 && line[s - 1].is_ascii_alphanumeric() {
+            s -= 1;
         }
-        if hex && Kind::hash_for_len(j - s).is_some() {
-            let run = &line[s..j];
+        let mut e = k + 1;
+        while e < n && line[e].is_ascii_alphanumeric() {
+            e += 1;
+        }
+        if Kind::hash_for_len(e - s).is_some() && line[s..e].iter().all(u8::is_ascii_hexdigit) {
+            let run = &line[s..e];
             if let Some(&id) = snap.hashes.get(hash_key(run), run) {
-                push(hits, id, s, j);
+                push(hits, id, s, e);
             }
         }
+        k = e.div_ceil(32) * 32;
     }
 }
 
