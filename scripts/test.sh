@@ -26,7 +26,7 @@ fi
 # A real Kafka-protocol broker for tests/stream.rs (about 13 minutes to build once; reused afterwards).
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
   echo "installing tansu (Kafka-compatible broker) with cargo install; this takes a while once"
-  cargo install tansu --features dynostore,libsql
+  cargo install tansu --version 0.6.0 --features dynostore,libsql
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 
