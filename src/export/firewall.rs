@@ -83,32 +83,26 @@ pub(super) fn nftables(inds: &[&Indicator], meta: &ExportMeta) -> Rendered {
 
 pub(super) fn ipset(inds: &[&Indicator], meta: &ExportMeta) -> Rendered {
     let (v4, v6) = aggregate(inds);
+    let sets: [(&str, &str, Vec<String>); 2] = [
+        (
+            "iocmatch-v4",
+            "inet",
+            v4.iter().map(|n| element(n, n.prefix_len() == 32, n.addr())).collect(),
+        ),
+        (
+            "iocmatch-v6",
+            "inet6",
+            v6.iter().map(|n| element(n, n.prefix_len() == 128, n.addr())).collect(),
+        ),
+    ];
     let mut b = String::new();
-    let _ = writeln!(
-        b,
-        "create iocmatch-v4 hash:net family inet maxelem {} -exist",
-        (v4.len() * 2).max(65_536)
-    );
-    let _ = writeln!(b, "flush iocmatch-v4");
-    for n in &v4 {
-        let _ = writeln!(
-            b,
-            "add iocmatch-v4 {} -exist",
-            element(n, n.prefix_len() == 32, n.addr())
-        );
-    }
-    let _ = writeln!(
-        b,
-        "create iocmatch-v6 hash:net family inet6 maxelem {} -exist",
-        (v6.len() * 2).max(65_536)
-    );
-    let _ = writeln!(b, "flush iocmatch-v6");
-    for n in &v6 {
-        let _ = writeln!(
-            b,
-            "add iocmatch-v6 {} -exist",
-            element(n, n.prefix_len() == 128, n.addr())
-        );
+    for (name, family, elems) in &sets {
+        let max = (elems.len() * 2).max(65_536);
+        let _ = writeln!(b, "create {name} hash:net family {family} maxelem {max} -exist");
+        let _ = writeln!(b, "flush {name}");
+        for e in elems {
+            let _ = writeln!(b, "add {name} {e} -exist");
+        }
     }
     Rendered {
         name: String::new(),
