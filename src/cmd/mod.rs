@@ -49,11 +49,11 @@ impl IocArgs {
     }
 
     /// The snapshot to scan with: from `--iocs`, or from the config's sources (live, else the cache).
-    pub fn snapshot(&self) -> Result<(Snapshot, LoadStats)> {
+    pub fn snapshot(&self) -> Result<(std::sync::Arc<Snapshot>, LoadStats)> {
         match &self.config {
             None => {
                 let (set, stats) = self.load()?;
-                Ok((Snapshot::build(set, 1), stats))
+                Ok((std::sync::Arc::new(Snapshot::build(set, 1)), stats))
             }
             Some(path) => {
                 let rt = runtime()?;
@@ -73,12 +73,7 @@ impl IocArgs {
                     );
                 }
                 let stats = r.metrics.last_load.lock().map(|s| s.clone()).unwrap_or_default();
-                let snap = r.cell().load();
-                let snap = std::sync::Arc::try_unwrap(snap).unwrap_or_else(|a| {
-                    let set: IndicatorSet = a.indicators().iter().cloned().collect();
-                    Snapshot::build(set, a.version())
-                });
-                Ok((snap, stats))
+                Ok((r.cell().load(), stats))
             }
         }
     }
