@@ -41,30 +41,35 @@ pub(crate) fn aggregate(inds: &[&Indicator]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
     (a, b)
 }
 
-fn element(n: &impl std::fmt::Display, full: bool, addr: impl std::fmt::Display) -> String {
-    if full {
-        addr.to_string()
-    } else {
-        n.to_string()
-    }
+/// The aggregated networks as set elements, IPv4 then IPv6; a single address is written without its prefix.
+fn elements(inds: &[&Indicator]) -> [Vec<String>; 2] {
+    let (v4, v6) = aggregate(inds);
+    [
+        v4.iter()
+            .map(|n| {
+                if n.prefix_len() == 32 {
+                    n.addr().to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect(),
+        v6.iter()
+            .map(|n| {
+                if n.prefix_len() == 128 {
+                    n.addr().to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect(),
+    ]
 }
 
 pub(super) fn nftables(inds: &[&Indicator], meta: &ExportMeta) -> Rendered {
-    let (v4, v6) = aggregate(inds);
+    let [v4, v6] = elements(inds);
     let mut b = String::from("add table inet iocmatch\n");
-    let sets: [(&str, &str, Vec<String>); 2] = [
-        (
-            "misp_v4",
-            "ipv4_addr",
-            v4.iter().map(|n| element(n, n.prefix_len() == 32, n.addr())).collect(),
-        ),
-        (
-            "misp_v6",
-            "ipv6_addr",
-            v6.iter().map(|n| element(n, n.prefix_len() == 128, n.addr())).collect(),
-        ),
-    ];
-    for (name, ty, elems) in &sets {
+    for (name, ty, elems) in [("misp_v4", "ipv4_addr", v4), ("misp_v6", "ipv6_addr", v6)] {
         let _ = writeln!(b, "add set inet iocmatch {name} {{ type {ty}; flags interval; }}");
         let _ = writeln!(b, "flush set inet iocmatch {name}");
         for chunk in elems.chunks(1000) {
@@ -82,25 +87,13 @@ pub(super) fn nftables(inds: &[&Indicator], meta: &ExportMeta) -> Rendered {
 }
 
 pub(super) fn ipset(inds: &[&Indicator], meta: &ExportMeta) -> Rendered {
-    let (v4, v6) = aggregate(inds);
-    let sets: [(&str, &str, Vec<String>); 2] = [
-        (
-            "iocmatch-v4",
-            "inet",
-            v4.iter().map(|n| element(n, n.prefix_len() == 32, n.addr())).collect(),
-        ),
-        (
-            "iocmatch-v6",
-            "inet6",
-            v6.iter().map(|n| element(n, n.prefix_len() == 128, n.addr())).collect(),
-        ),
-    ];
+    let [v4, v6] = elements(inds);
     let mut b = String::new();
-    for (name, family, elems) in &sets {
+    for (name, family, elems) in [("iocmatch-v4", "inet", v4), ("iocmatch-v6", "inet6", v6)] {
         let max = (elems.len() * 2).max(65_536);
         let _ = writeln!(b, "create {name} hash:net family {family} maxelem {max} -exist");
         let _ = writeln!(b, "flush {name}");
-        for e in elems {
+        for e in &elems {
             let _ = writeln!(b, "add {name} {e} -exist");
         }
     }
