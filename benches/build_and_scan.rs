@@ -42,7 +42,7 @@ fn scan(c: &mut Criterion) {
             lines: 100_000,
             hit_rate: 0.01,
         });
-        let snap = Snapshot::build(indicator_set(&w.indicators), 1);
+        let snap = w.snapshot();
         g.throughput(Throughput::Bytes(w.lines.len() as u64));
         g.bench_function(name, |b| b.iter(|| scan_all(&snap, &w.lines)));
     }
@@ -61,7 +61,7 @@ fn scan_per_format(c: &mut Criterion) {
         lines: 200_000,
         hit_rate: 0.01,
     });
-    let snap = Snapshot::build(indicator_set(&w.indicators), 1);
+    let snap = w.snapshot();
     let text = String::from_utf8(w.lines).unwrap();
     let formats: [(&str, LinePicker); 6] = [
         ("apache", |l| l.contains("HTTP/1.1\"")),

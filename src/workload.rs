@@ -316,6 +316,13 @@ pub fn generate(spec: &WorkloadSpec) -> Workload {
     }
 }
 
+impl Workload {
+    /// The workload's indicators compiled into a snapshot (version 1), through the normal validation path.
+    pub fn snapshot(&self) -> crate::Snapshot {
+        crate::Snapshot::build(indicator_set(&self.indicators), 1)
+    }
+}
+
 /// The indicators as an [`IndicatorSet`](crate::IndicatorSet), through the normal validation path. Each gets a
 /// uuid and a timestamp, as a real MISP attribute has.
 pub fn indicator_set(inds: &[GenIndicator]) -> crate::IndicatorSet {
@@ -346,7 +353,6 @@ pub fn indicator_set(inds: &[GenIndicator]) -> crate::IndicatorSet {
 mod tests {
     use super::*;
     use crate::scan::scan_buffer;
-    use crate::Snapshot;
 
     #[test]
     fn same_seed_same_bytes() {
@@ -369,7 +375,7 @@ mod tests {
             lines: 20_000,
             hit_rate: 0.02,
         });
-        let snap = Snapshot::build(indicator_set(&w.indicators), 1);
+        let snap = w.snapshot();
         assert_eq!(snap.len(), 5_000);
         let stats = scan_buffer(&snap, &w.lines, 1 << 20);
         assert!(w.planted > 300);
