@@ -166,7 +166,12 @@ async fn emits_exactly_the_expected_hits_survives_bad_input_and_drains_on_sigter
     assert!(want.len() > 20, "{}", want.len());
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &broker, "g1", "");
+    let cfg = config(
+        dir.path(),
+        &broker,
+        "g1",
+        "[kafka.properties]\n\"statistics.interval.ms\" = \"300\"",
+    );
     let svc = Service::start(&cfg);
     let b = &broker;
     let w = want.clone();
@@ -195,6 +200,19 @@ async fn emits_exactly_the_expected_hits_survives_bad_input_and_drains_on_sigter
     ] {
         assert!(m.contains(name), "{name} in {m}");
     }
+    // Lag comes from librdkafka's statistics: once everything is consumed and committed, it is 0 per partition.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let caught_up = |m: &str| {
+        (0..2).all(|p| {
+            m.contains(&format!(
+                "iocmatch_consumer_lag{{topic=\"logs\",partition=\"{p}\"}} 0\n"
+            ))
+        })
+    };
+    while !caught_up(&svc.metrics()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(caught_up(&svc.metrics()), "{}", svc.metrics());
     assert!(svc.get("/healthz").starts_with("HTTP/1.0 200"));
     assert!(
         svc.get("/readyz").starts_with("HTTP/1.0 200"),

@@ -89,7 +89,7 @@ impl Metrics {
         );
         counter(
             "iocmatch_consumer_lag",
-            "High watermark minus committed offset.",
+            "High watermark minus committed offset, from librdkafka statistics (statistics.interval.ms).",
             "gauge",
         );
         counter("iocmatch_commits_total", "Offset commits.", "counter");

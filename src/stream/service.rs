@@ -14,7 +14,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -123,8 +122,6 @@ struct Shared {
     tracker: Mutex<CommitTracker>,
     metrics: Arc<Metrics>,
     deadline: Duration,
-    /// When consumer lag was last measured (it costs a broker round trip per partition).
-    lag_measured: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -136,7 +133,21 @@ impl Shared {
 
 struct Ctx(Arc<Shared>);
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    /// Consumer lag comes from librdkafka's statistics (`statistics.interval.ms`): the high watermark of the last
+    /// fetch against the committed offset, with no broker round trip and no lock held while waiting on the network.
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let mut lag = BTreeMap::new();
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), *p), part.consumer_lag);
+                }
+            }
+        }
+        *self.0.metrics.lag.lock().expect("metrics") = lag;
+    }
+}
 
 impl ConsumerContext for Ctx {
     /// Before partitions are taken away, in-flight work for them finishes and its offsets are committed.
@@ -147,16 +158,26 @@ impl ConsumerContext for Ctx {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        let started = Instant::now();
-        while started.elapsed() < self.0.deadline {
-            let busy: usize = {
-                let t = self.0.tracker.lock().expect("tracker");
-                parts.iter().map(|(tp, p)| t.in_flight_for(tp, *p)).sum()
-            };
-            if busy == 0 {
-                break;
+        let wait = || {
+            let started = Instant::now();
+            while started.elapsed() < self.0.deadline {
+                let busy: usize = {
+                    let t = self.0.tracker.lock().expect("tracker");
+                    parts.iter().map(|(tp, p)| t.in_flight_for(tp, *p)).sum()
+                };
+                if busy == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(5));
+        };
+        // The callback runs inside `recv()` on a runtime worker: hand that worker's other tasks (the scorers and
+        // deliveries being waited for) to another thread while this one waits.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
         }
         let mut t = self.0.tracker.lock().expect("tracker");
         let mut commit = TopicPartitionList::new();
@@ -262,7 +283,6 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         tracker: Mutex::new(CommitTracker::new()),
         metrics: metrics.clone(),
         deadline: Duration::from_secs(k.shutdown_deadline_secs),
-        lag_measured: Mutex::new(None),
     });
     let mut cc = client_config(&k);
     cc.set("group.id", &k.group_id)
@@ -272,12 +292,13 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         ("auto.offset.reset", "earliest"),
         ("session.timeout.ms", "10000"),
         ("heartbeat.interval.ms", "1000"),
+        ("statistics.interval.ms", "5000"),
     ] {
         if cc.get(p).is_none() {
             cc.set(p, v);
         }
     }
-    let consumer: Arc<BaseConsumer<Ctx>> = Arc::new(
+    let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
         cc.create_with_context(Ctx(shared.clone()))
             .map_err(|e| ServiceError::Kafka(format!("consumer for {}: {e}", k.brokers)))?,
     );
@@ -306,18 +327,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     }
     let committer = tokio::spawn(committer(consumer.clone(), shared.clone(), k.commit_interval_ms));
 
-    // The poll loop runs on its own thread, as a bare consumer does: one tight loop hands messages to the workers,
-    // and rebalance callbacks (which may wait for in-flight work) block only this thread.
-    let stopping = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let (consumer, shared, stopping, permits) =
-            (consumer.clone(), shared.clone(), stopping.clone(), permits.clone());
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || poll_loop(&consumer, &shared, &stopping, &permits, &handle, senders))
-    };
-    shutdown.await;
-    stopping.store(true, Ordering::Relaxed);
-    let _ = poller.await;
+    consume(&consumer, &shared, &permits, senders, shutdown).await;
 
     tracing::info!("shutting down: draining in-flight work");
     let deadline = Instant::now() + Duration::from_secs(k.shutdown_deadline_secs);
@@ -338,32 +348,27 @@ fn fxhash(s: &str) -> usize {
     s.bytes().fold(0usize, |h, b| h.rotate_left(5) ^ b as usize)
 }
 
-/// Polls the consumer until `stopping`, registering each message with the tracker and queueing it for its worker.
-/// Waiting for an in-flight permit or a queue slot here is the backpressure: consumption pauses.
-fn poll_loop(
-    consumer: &BaseConsumer<Ctx>,
+/// Receives messages until `shutdown`, registering each with the tracker and queueing it for its partition's
+/// worker. Waiting for an in-flight permit or a queue slot here is the backpressure: consumption pauses.
+async fn consume(
+    consumer: &StreamConsumer<Ctx>,
     shared: &Shared,
-    stopping: &AtomicBool,
     permits: &Arc<Semaphore>,
-    handle: &tokio::runtime::Handle,
     senders: Vec<mpsc::Sender<(Msg, tokio::sync::OwnedSemaphorePermit)>>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) {
-    while !stopping.load(Ordering::Relaxed) {
-        let permit = loop {
-            if stopping.load(Ordering::Relaxed) {
-                return;
-            }
-            match handle.block_on(tokio::time::timeout(
-                Duration::from_millis(200),
-                permits.clone().acquire_owned(),
-            )) {
-                Ok(p) => break p.expect("semaphore open"),
-                Err(_) => continue,
-            }
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => return,
+            p = permits.clone().acquire_owned() => p.expect("semaphore open"),
         };
-        let msg = match consumer.poll(Duration::from_millis(100)) {
-            None => continue,
-            Some(Ok(m)) => Msg {
+        let received = tokio::select! {
+            _ = &mut shutdown => return,
+            m = consumer.recv() => m,
+        };
+        let msg = match received {
+            Ok(m) => Msg {
                 topic: Arc::from(m.topic()),
                 partition: m.partition(),
                 offset: m.offset(),
@@ -371,9 +376,9 @@ fn poll_loop(
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().map(<[u8]>::to_vec),
             },
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!("consume error (librdkafka reconnects by itself): {e}");
-                std::thread::sleep(Duration::from_millis(200));
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
@@ -384,13 +389,13 @@ fn poll_loop(
             .received(&msg.topic, msg.partition, msg.offset);
         shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let w = (msg.partition as usize).wrapping_add(fxhash(&msg.topic)) % senders.len();
-        if senders[w].blocking_send((msg, permit)).is_err() {
+        if senders[w].send((msg, permit)).await.is_err() {
             return;
         }
     }
 }
 
-fn commit_now(consumer: &BaseConsumer<Ctx>, shared: &Shared, mode: CommitMode) {
+fn commit_now(consumer: &StreamConsumer<Ctx>, shared: &Shared, mode: CommitMode) {
     let offsets = shared.tracker.lock().expect("tracker").committable();
     if offsets.is_empty() {
         return;
@@ -399,6 +404,7 @@ fn commit_now(consumer: &BaseConsumer<Ctx>, shared: &Shared, mode: CommitMode) {
     for ((t, p), next) in &offsets {
         let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*next));
     }
+    let _span = tracing::debug_span!("commit", partitions = offsets.len()).entered();
     let started = Instant::now();
     match consumer.commit(&tpl, mode) {
         Ok(()) => {
@@ -407,23 +413,15 @@ fn commit_now(consumer: &BaseConsumer<Ctx>, shared: &Shared, mode: CommitMode) {
                 .metrics
                 .commit_latency_us_sum
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            let mut measured = shared.lag_measured.lock().expect("lag");
-            if measured.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
-                return;
-            }
-            *measured = Some(Instant::now());
-            let mut lag = shared.metrics.lag.lock().expect("metrics");
-            for ((t, p), next) in offsets {
-                if let Ok((_, high)) = consumer.fetch_watermarks(&t, p, Duration::from_millis(500)) {
-                    lag.insert((t, p), (high - next).max(0));
-                }
-            }
         }
-        Err(e) => tracing::warn!("offset commit failed (retried at the next interval): {e}"),
+        Err(e) => {
+            shared.tracker.lock().expect("tracker").commit_failed(&offsets);
+            tracing::warn!("offset commit failed (retried at the next interval): {e}");
+        }
     }
 }
 
-async fn committer(consumer: Arc<BaseConsumer<Ctx>>, shared: Arc<Shared>, every_ms: u64) {
+async fn committer(consumer: Arc<StreamConsumer<Ctx>>, shared: Arc<Shared>, every_ms: u64) {
     let mut tick = tokio::time::interval(Duration::from_millis(every_ms.max(10)));
     loop {
         tick.tick().await;

@@ -59,6 +59,17 @@ impl CommitTracker {
         out
     }
 
+    /// A commit of these offsets failed: offer them again at the next `committable`, even if nothing advanced.
+    pub fn commit_failed(&mut self, offsets: &[(Tp, i64)]) {
+        for (tp, next) in offsets {
+            if let Some(p) = self.parts.get_mut(tp) {
+                if p.committed == Some(*next) {
+                    p.committed = None;
+                }
+            }
+        }
+    }
+
     /// Messages in flight in all partitions.
     pub fn in_flight(&self) -> usize {
         self.parts.values().map(|p| p.pending.len()).sum()
@@ -97,6 +108,18 @@ mod tests {
         t.done("logs", 0, 14);
         assert_eq!(t.committable(), [(("logs".to_string(), 0), 15)]);
         assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_commit_is_offered_again() {
+        let mut t = CommitTracker::new();
+        t.received("logs", 0, 3);
+        t.done("logs", 0, 3);
+        let offsets = t.committable();
+        assert_eq!(offsets, [(("logs".to_string(), 0), 4)]);
+        assert!(t.committable().is_empty());
+        t.commit_failed(&offsets);
+        assert_eq!(t.committable(), offsets, "retried although nothing advanced");
     }
 
     #[test]

@@ -16,7 +16,12 @@ pub struct Broker {
     pub child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// tansu's `--storage-engine`, relative to `dir`.
+    pub storage: String,
 }
+
+/// SQLite storage: it keeps messages and committed offsets across a broker restart.
+pub const SQLITE: &str = "sqlite://tansu.db";
 
 impl Drop for Broker {
     fn drop(&mut self) {
@@ -39,6 +44,25 @@ pub fn tansu_path() -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.exists())
 }
 
+/// Starts tansu and waits until it listens.
+fn spawn(tansu: &Path, dir: &Path, port: u16, storage: &str) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(tansu)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", storage])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -50,6 +74,11 @@ pub fn free_port() -> u16 {
 impl Broker {
     /// Starts a broker, or returns None (with a message) when tansu is not installed outside CI.
     pub fn start() -> Option<Broker> {
+        Self::start_on(SQLITE)
+    }
+
+    /// Starts a broker on the given storage engine (`sqlite://...` or `memory://...`).
+    pub fn start_on(storage: &str) -> Option<Broker> {
         let Some(tansu) = tansu_path() else {
             if std::env::var_os("CI").is_some() {
                 panic!("tansu is required in CI: scripts/test.sh installs it");
@@ -57,26 +86,14 @@ impl Broker {
             eprintln!("SKIPPED: tansu is not installed (cargo install tansu --features dynostore,libsql)");
             return None;
         };
-        let dir = tempfile::tempdir().unwrap();
-        Self::start_in(&tansu, dir, free_port())
-    }
-
-    pub fn start_in(tansu: &Path, dir: tempfile::TempDir, port: u16) -> Option<Broker> {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Broker { child, port, dir })
+        let (dir, port) = (tempfile::tempdir().unwrap(), free_port());
+        let child = spawn(&tansu, dir.path(), port, storage);
+        Some(Broker {
+            child,
+            port,
+            dir,
+            storage: storage.to_string(),
+        })
     }
 
     /// Stops the broker (as an outage would) and starts it again on the same port and storage.
@@ -84,20 +101,7 @@ impl Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::thread::sleep(down_for);
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        self.child = Command::new(tansu_path().unwrap())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not restart");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.child = spawn(&tansu_path().unwrap(), self.dir.path(), self.port, &self.storage);
     }
 
     pub fn brokers(&self) -> String {
