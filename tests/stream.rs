@@ -245,8 +245,25 @@ async fn kill_9_mid_stream_then_restart_loses_no_hit() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &broker, "g2", "");
     let svc = Service::start(&cfg);
-    std::thread::sleep(Duration::from_millis(700));
+    // Killed mid-stream: shortly after its first hits, with hits produced and acknowledged but offsets not all committed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hits = |m: &str| -> u64 {
+        m.lines()
+            .filter_map(|l| {
+                l.strip_prefix("iocmatch_hits_total{")?
+                    .rsplit(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    while hits(&svc.metrics()) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(30));
     svc.signal(libc::SIGKILL);
+    let committed = broker.committed("g2", "logs", 2);
     let _ = svc.wait(Duration::from_secs(5));
     let _svc2 = Service::start(&cfg);
     let b = &broker;
@@ -258,7 +275,9 @@ async fn kill_9_mid_stream_then_restart_loses_no_hit() {
         "every expected hit is present after kill -9 and restart, and nothing else"
     );
     eprintln!(
-        "kill -9 test: {} hit records for {} distinct hits ({} duplicates)",
+        "kill -9 test: killed 30 ms after its first hit, offsets {committed:?} committed of {} lines; after the \
+         restart {} hit records for {} distinct hits ({} duplicates)",
+        lines.len(),
         ids.len(),
         got.len(),
         ids.len() - got.len()
