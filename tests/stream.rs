@@ -450,3 +450,34 @@ async fn a_broker_outage_is_survived_without_losing_hits() {
         "consumption resumed after the outage, nothing lost"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_regex_subscribes_to_every_matching_topic_and_no_other() {
+    let Some(broker) = Broker::start() else { return };
+    for t in ["app-logs-a", "app-logs-b", "other-logs", "hits"] {
+        broker.create_topic(t, 1);
+    }
+    let lines = payloads();
+    let mut want = BTreeSet::new();
+    for t in ["app-logs-a", "app-logs-b"] {
+        let coords = broker.produce(t, &lines).await;
+        want.extend(expected(t, &lines, &coords));
+    }
+    // The look-alike topic carries the same lines; none of its hits may appear.
+    broker.produce("other-logs", &lines).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config(dir.path(), &broker, "g6", ""))
+        .unwrap()
+        .replace(r#"input_topics = ["logs"]"#, r#"input_topics = ["^app-logs-.*"]"#);
+    let cfg = dir.path().join("regex.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let _svc = Service::start(&cfg);
+    let b = &broker;
+    let w = want.clone();
+    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(60)));
+    assert_eq!(
+        ids.into_iter().collect::<BTreeSet<_>>(),
+        want,
+        "hits of both matching topics, none of other-logs"
+    );
+}
