@@ -145,6 +145,11 @@ fn config(dir: &Path, broker: &Broker, group: &str, extra_kafka: &str) -> PathBu
     p
 }
 
+/// Reads the hits topic until every wanted id was seen (or `secs` pass); the broker client blocks, so off the runtime.
+fn read_hits(broker: &Broker, want: &BTreeSet<String>, secs: u64) -> (Vec<String>, Vec<String>) {
+    tokio::task::block_in_place(|| broker.collect_hits("hits", want, Duration::from_secs(secs)))
+}
+
 fn payloads() -> Vec<Option<Vec<u8>>> {
     log_lines().into_iter().map(|l| Some(l.into_bytes())).collect()
 }
@@ -173,9 +178,7 @@ async fn emits_exactly_the_expected_hits_survives_bad_input_and_drains_on_sigter
         "[kafka.properties]\n\"statistics.interval.ms\" = \"300\"",
     );
     let svc = Service::start(&cfg);
-    let b = &broker;
-    let w = want.clone();
-    let (ids, versions) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(60)));
+    let (ids, versions) = read_hits(&broker, &want, 60);
     let got: BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(got, want, "exactly the expected hits");
     assert!(
@@ -266,9 +269,7 @@ async fn kill_9_mid_stream_then_restart_loses_no_hit() {
     let committed = broker.committed("g2", "logs", 2);
     let _ = svc.wait(Duration::from_secs(5));
     let _svc2 = Service::start(&cfg);
-    let b = &broker;
-    let w = want.clone();
-    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(90)));
+    let (ids, _) = read_hits(&broker, &want, 90);
     let got: BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(
         got, want,
@@ -299,9 +300,7 @@ async fn two_instances_in_one_group_together_emit_every_hit() {
     let lines = many_payloads(5);
     let coords = broker.produce("logs", &lines).await;
     let want = expected("logs", &lines, &coords);
-    let b = &broker;
-    let w = want.clone();
-    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(90)));
+    let (ids, _) = read_hits(&broker, &want, 90);
     let got: BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(got, want);
     let (ma, mb) = (a.metrics(), b_svc.metrics());
@@ -326,9 +325,8 @@ async fn a_snapshot_swap_mid_stream_makes_later_lines_hit() {
     let svc = Service::start(&cfg);
     let before = vec![Some(b"GET http://c2.late.example.net/gate first.example.net".to_vec())];
     let c1 = broker.produce("logs", &before).await;
-    let b = &broker;
     let w1: BTreeSet<String> = [hit_id("logs", c1[0].0, c1[0].1, "first.example.net")].into();
-    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w1, Duration::from_secs(60)));
+    let (ids, _) = read_hits(&broker, &w1, 60);
     assert_eq!(
         ids.iter().cloned().collect::<BTreeSet<_>>(),
         w1,
@@ -347,7 +345,7 @@ async fn a_snapshot_swap_mid_stream_makes_later_lines_hit() {
     let c2 = broker.produce("logs", &after).await;
     let mut w2 = w1.clone();
     w2.insert(hit_id("logs", c2[0].0, c2[0].1, "late.example.net"));
-    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w2, Duration::from_secs(60)));
+    let (ids, _) = read_hits(&broker, &w2, 60);
     assert_eq!(
         ids.iter().cloned().collect::<BTreeSet<_>>(),
         w2,
@@ -397,8 +395,7 @@ async fn misp_push_applies_adds_and_soft_deletes_and_hits_are_sighted() {
         .produce("logs", &[Some(b"dns query x.pushed.example.net A".to_vec())])
         .await;
     let want: BTreeSet<String> = [hit_id("logs", c[0].0, c[0].1, "pushed.example.net")].into();
-    let b = &broker;
-    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &want, Duration::from_secs(60)));
+    let (ids, _) = read_hits(&broker, &want, 60);
     assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), want);
     let soft = br#"{"Attribute":{"id":"900","event_id":"77","type":"domain","value":"pushed.example.net","to_ids":true,"uuid":"b0000000-0000-4000-8000-000000000900","timestamp":"600","deleted":true},"Event":{"id":"77"},"action":"soft-delete"}"#;
     let stale = br#"{"Attribute":{"id":"900","event_id":"77","type":"domain","value":"pushed.example.net","to_ids":true,"uuid":"b0000000-0000-4000-8000-000000000900","timestamp":"550","deleted":false},"Event":{"id":"77"},"action":"edit"}"#;
@@ -433,17 +430,13 @@ async fn a_broker_outage_is_survived_without_losing_hits() {
     let mut want = expected("logs", &first, &c1);
     let dir = tempfile::tempdir().unwrap();
     let _svc = Service::start(&config(dir.path(), &broker, "g6", ""));
-    let b = &broker;
-    let w = want.clone();
-    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(60)));
+    let (ids, _) = read_hits(&broker, &want, 60);
     assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), want);
     tokio::task::block_in_place(|| broker.restart(Duration::from_secs(2)));
     let second = payloads();
     let c2 = broker.produce("logs", &second).await;
     want.extend(expected("logs", &second, &c2));
-    let b = &broker;
-    let w = want.clone();
-    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(90)));
+    let (ids, _) = read_hits(&broker, &want, 90);
     assert_eq!(
         ids.into_iter().collect::<BTreeSet<_>>(),
         want,
@@ -472,9 +465,7 @@ async fn a_topic_regex_subscribes_to_every_matching_topic_and_no_other() {
     let cfg = dir.path().join("regex.toml");
     std::fs::write(&cfg, text).unwrap();
     let _svc = Service::start(&cfg);
-    let b = &broker;
-    let w = want.clone();
-    let (ids, _) = tokio::task::block_in_place(|| b.collect_hits("hits", &w, Duration::from_secs(60)));
+    let (ids, _) = read_hits(&broker, &want, 60);
     assert_eq!(
         ids.into_iter().collect::<BTreeSet<_>>(),
         want,

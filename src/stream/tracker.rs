@@ -17,9 +17,10 @@ struct PartState {
 /// A topic-partition.
 pub type Tp = (String, i32);
 
+/// Keyed by topic, then partition, so the per-message calls look a topic up by `&str` without allocating.
 #[derive(Debug, Default)]
 pub struct CommitTracker {
-    parts: HashMap<Tp, PartState>,
+    parts: HashMap<String, HashMap<i32, PartState>>,
 }
 
 impl CommitTracker {
@@ -29,14 +30,22 @@ impl CommitTracker {
 
     /// A message was consumed and is now in flight.
     pub fn received(&mut self, topic: &str, partition: i32, offset: i64) {
-        let p = self.parts.entry((topic.to_string(), partition)).or_default();
+        if !self.parts.contains_key(topic) {
+            self.parts.insert(topic.to_string(), HashMap::new());
+        }
+        let p = self
+            .parts
+            .get_mut(topic)
+            .expect("inserted")
+            .entry(partition)
+            .or_default();
         p.pending.insert(offset);
         p.max_seen = Some(p.max_seen.map_or(offset, |m| m.max(offset)));
     }
 
     /// Every hit of the message was acknowledged (or it had none).
     pub fn done(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(p) = self.parts.get_mut(&(topic.to_string(), partition)) {
+        if let Some(p) = self.part_mut(topic, partition) {
             p.pending.remove(&offset);
         }
     }
@@ -44,15 +53,17 @@ impl CommitTracker {
     /// Offsets to commit now (the next offset to read, per partition), only those that advanced.
     pub fn committable(&mut self) -> Vec<(Tp, i64)> {
         let mut out = Vec::new();
-        for (tp, p) in &mut self.parts {
-            let next = match (p.pending.iter().next(), p.max_seen) {
-                (Some(&lowest), _) => lowest,
-                (None, Some(m)) => m + 1,
-                (None, None) => continue,
-            };
-            if p.committed.is_none_or(|c| next > c) {
-                p.committed = Some(next);
-                out.push((tp.clone(), next));
+        for (topic, parts) in &mut self.parts {
+            for (&partition, p) in parts {
+                let next = match (p.pending.iter().next(), p.max_seen) {
+                    (Some(&lowest), _) => lowest,
+                    (None, Some(m)) => m + 1,
+                    (None, None) => continue,
+                };
+                if p.committed.is_none_or(|c| next > c) {
+                    p.committed = Some(next);
+                    out.push(((topic.clone(), partition), next));
+                }
             }
         }
         out.sort();
@@ -61,8 +72,8 @@ impl CommitTracker {
 
     /// A commit of these offsets failed: offer them again at the next `committable`, even if nothing advanced.
     pub fn commit_failed(&mut self, offsets: &[(Tp, i64)]) {
-        for (tp, next) in offsets {
-            if let Some(p) = self.parts.get_mut(tp) {
+        for ((topic, partition), next) in offsets {
+            if let Some(p) = self.part_mut(topic, *partition) {
                 if p.committed == Some(*next) {
                     p.committed = None;
                 }
@@ -72,19 +83,30 @@ impl CommitTracker {
 
     /// Messages in flight in all partitions.
     pub fn in_flight(&self) -> usize {
-        self.parts.values().map(|p| p.pending.len()).sum()
+        self.parts
+            .values()
+            .flat_map(HashMap::values)
+            .map(|p| p.pending.len())
+            .sum()
     }
 
     /// Messages in flight in one partition.
     pub fn in_flight_for(&self, topic: &str, partition: i32) -> usize {
         self.parts
-            .get(&(topic.to_string(), partition))
+            .get(topic)
+            .and_then(|ps| ps.get(&partition))
             .map_or(0, |p| p.pending.len())
     }
 
     /// Forgets a partition that was revoked (after its last commit).
     pub fn forget(&mut self, topic: &str, partition: i32) {
-        self.parts.remove(&(topic.to_string(), partition));
+        if let Some(ps) = self.parts.get_mut(topic) {
+            ps.remove(&partition);
+        }
+    }
+
+    fn part_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartState> {
+        self.parts.get_mut(topic)?.get_mut(&partition)
     }
 }
 
