@@ -359,3 +359,39 @@ fn real_misp_sources_all_load() {
         assert!(total >= min, "{path}: {total} < {min}\n{s}");
     }
 }
+
+#[test]
+fn plain_lists_refang_every_style_and_keep_comments_in_the_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("report.txt");
+    let hash = "0c5c6f1c7b2e3d4a5b6c7d8e9f0a1b2c";
+    std::fs::write(
+        &list,
+        format!(
+            "# values as an ESET report lists them\n\
+             101.36.125[.]203\n18.216.127{{.}}143\n45.9.148(.)21\n91.92.240[dot]7\n\
+             2001:db8[:]:9\n10.20.30[.]0/24\n\
+             hxxps://dl.evil[.]example/a.exe\nhxxp[:]//c2.evil(.)example/gate\n\
+             bad[@]evil[.]example\nops[at]evil(dot)example\n\
+             {hash};Emotet loader, first stage\nmail.evil.example,phishing kit\n"
+        ),
+    )
+    .unwrap();
+    let list = list.to_str().unwrap();
+    let check = iocmatch(&["check", "--iocs", list]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{report}");
+    let lines = "dst=101.36.125.203\ndst=18.216.127.143\ndst=45.9.148.21\ndst=91.92.240.7\ndst=2001:db8::9\n\
+                 dst=10.20.30.40\nGET https://dl.evil.example/a.exe\nGET http://c2.evil.example/gate\n\
+                 from bad@evil.example\nfrom ops@evil.example\n";
+    let out = iocmatch_stdin(
+        &["scan", "--iocs", list],
+        format!("{lines}sample {hash}\nmx mail.evil.example\n").as_bytes(),
+    );
+    let docs = json_lines(&out);
+    assert_eq!(docs.len(), 12, "{}", String::from_utf8_lossy(&out.stdout));
+    let comment = |i: usize| docs[i]["threat"]["enrichments"][0]["misp"]["attribute"]["comment"].clone();
+    assert_eq!(comment(10), "Emotet loader, first stage");
+    assert_eq!(comment(11), "phishing kit");
+    assert!(comment(0).is_null());
+}

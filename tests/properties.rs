@@ -74,6 +74,12 @@ const FRAGMENTS: &[&str] = &[
     "q.r@",
     "/x.e",
     "é",
+    "{",
+    "\\",
+    "\\t",
+    "\\n",
+    "\\u0009",
+    "\\/",
 ];
 
 fn host_byte(b: u8) -> bool {
@@ -129,8 +135,50 @@ fn reference_quads(line: &[u8]) -> Vec<Ipv4Addr> {
     out
 }
 
+/// A JSON line decoded the obvious way, left to right, keeping every offset: an escape's letter (`\t`, `\n`, `\r`,
+/// `\b`, `\f`, `\uXXXX`) becomes a space, since the character it stands for is never part of an indicator.
+fn decode_json_escapes(line: &[u8]) -> Vec<u8> {
+    let mut out = line.to_vec();
+    if !matches!(line.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[')) {
+        return out;
+    }
+    let mut i = 0;
+    while i + 1 < line.len() {
+        if line[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match line[i + 1] {
+            b't' | b'n' | b'r' | b'b' | b'f' => out[i + 1] = b' ',
+            b'u' if line.len() >= i + 6 && line[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit) => {
+                out[i + 1..i + 6].fill(b' ');
+                i += 4;
+            }
+            _ => {}
+        }
+        i += 2;
+    }
+    out
+}
+
+/// Whether `rest` follows at `at`, where the line may write a `/` as the JSON escape `\/`; returns the end.
+fn rest_at(line: &[u8], mut at: usize, rest: &[u8]) -> Option<usize> {
+    for &r in rest {
+        if line.get(at) == Some(&r) {
+            at += 1;
+        } else if r == b'/' && line.get(at) == Some(&b'\\') && line.get(at + 1) == Some(&b'/') {
+            at += 2;
+        } else {
+            return None;
+        }
+    }
+    Some(at)
+}
+
 /// The rules, applied the slow and obvious way.
 fn reference(iocs: &[(&str, &str)], line: &[u8]) -> BTreeSet<String> {
+    let decoded = decode_json_escapes(line);
+    let line = &decoded[..];
     let tokens = host_tokens(line);
     let quads = reference_quads(line);
     let mut hits = BTreeSet::new();
@@ -176,10 +224,11 @@ fn reference(iocs: &[(&str, &str)], line: &[u8]) -> BTreeSet<String> {
                 let (host, rest) = u.split_at(u.find('/').unwrap_or(u.len()));
                 tokens.iter().any(|&(s, e)| {
                     lower(&line[s..e]) == host
-                        && line[e..].starts_with(rest.as_bytes())
-                        && !line
-                            .get(e + rest.len())
-                            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%'))
+                        && rest_at(line, e, rest.as_bytes()).is_some_and(|end| {
+                            !line.get(end).is_some_and(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%')
+                            })
+                        })
                 })
             }
             "email" => tokens.iter().any(|&(s, e)| {
@@ -227,8 +276,10 @@ proptest! {
     fn snapshot_agrees_with_the_reference_matcher(
         pick in proptest::sample::subsequence(POOL.to_vec(), 1..POOL.len()),
         parts in proptest::collection::vec(proptest::sample::select(FRAGMENTS.to_vec()), 0..24),
+        json in any::<bool>(),
     ) {
-        let line = parts.concat();
+        // Half the lines open like a JSON document, where backslash escapes are decoded.
+        let line = format!("{}{}", if json { "{\"" } else { "" }, parts.concat());
         let snap = build(&pick);
         let mut hits = Vec::new();
         scan_line(&snap, line.as_bytes(), &mut hits);

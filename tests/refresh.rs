@@ -397,6 +397,44 @@ async fn csv_feed_by_url_uses_its_column_mapping_and_etag() {
     assert_eq!(r.cell().load().len(), 2, "a 304 keeps the contribution");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freetext_and_csv_feeds_refang_before_they_classify() {
+    let (state, url, dir) = server_with(None).await;
+    let feed_dir = dir.path().join("feed");
+    std::fs::create_dir_all(&feed_dir).unwrap();
+    // Values as reports publish them (an ESET-style list): every one is defanged.
+    std::fs::write(
+        feed_dir.join("report.txt"),
+        "101.36.125[.]203 18.216.127{.}143\n2001:db8[:]:7 10.20.30[.]0/24\nhxxps://evil[.]example/gate.php bad[@]evil[.]example\n",
+    )
+    .unwrap();
+    std::fs::write(feed_dir.join("c2.csv"), "first_seen,ip\n2024-01-01,198.51.100(.)9\n").unwrap();
+    *state.feed_dir.lock().unwrap() = Some(feed_dir);
+    let cfg_path = dir.path().join("feeds.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "state_dir = {:?}\n[[feeds]]\nname = \"report\"\nurl = \"{url}/feed/report.txt\"\nformat = \"freetext\"\nallow_http = true\n\
+             [[feeds]]\nname = \"c2\"\nurl = \"{url}/feed/c2.csv\"\nformat = \"csv\"\nvalue_column = 1\nallow_http = true\n",
+            dir.path().join("st").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut r = refresher(&cfg_path);
+    r.start().await.unwrap();
+    for (line, want) in [
+        ("dst=101.36.125.203", "101.36.125.203"),
+        ("dst=18.216.127.143", "18.216.127.143"),
+        ("dst=2001:db8::7", "2001:db8::7"),
+        ("dst=10.20.30.99", "10.20.30.0/24"),
+        ("GET https://evil.example/gate.php", "evil.example/gate.php"),
+        ("from bad@evil.example", "bad@evil.example"),
+        ("dst=198.51.100.9", "198.51.100.9"),
+    ] {
+        assert_eq!(hits(&r, line), [want], "{line}");
+    }
+}
+
 #[test]
 fn the_key_never_appears_in_logs_or_errors() {
     use std::io::Write;

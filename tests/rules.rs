@@ -305,3 +305,96 @@ fn each_distinct_indicator_is_reported_once_per_line() {
     let s = snap(&[("domain", "evil.com")]);
     assert_eq!(names(&s, "evil.com a.evil.com b.evil.com"), ["evil.com"]);
 }
+
+/// A real Windows Security event (EventID 5156, Winlogbeat-style JSON) from `fixtures/logs`, with its destination
+/// address replaced: the Message field writes `Destination Address:\t<addr>` with a JSON `\t` before the address.
+fn windows_5156_line(dest: &str) -> String {
+    let log = include_str!(
+        "../fixtures/logs/OTRF__Security-Datasets__aadinternals_export_adfsdatabaseconfig_remotely.json.log"
+    );
+    let line = log.lines().nth(37).unwrap();
+    assert!(
+        line.contains(r"Destination Address:\t::1\r\n"),
+        "fixture line 38 changed"
+    );
+    line.replace(
+        r"Destination Address:\t::1\r\n",
+        &format!(r"Destination Address:\t{dest}\r\n"),
+    )
+}
+
+#[test]
+fn ipv6_after_a_json_escape_matches_in_a_windows_security_event() {
+    let s = snap(&[("ip-dst", "2001:470:765b::a25:53"), ("ip-dst", "10.9.8.7")]);
+    assert_eq!(
+        hits(&s, &windows_5156_line("2001:470:765b::a25:53")),
+        [("2001:470:765b::a25:53".to_string(), "2001:470:765b::a25:53".to_string())]
+    );
+    // The IPv4 in the same place matched before; it still does.
+    assert_eq!(names(&s, &windows_5156_line("10.9.8.7")), ["10.9.8.7"]);
+    // Look-alike: a longer address in the same place.
+    assert!(!matches(&s, &windows_5156_line("2001:470:765b::a25:531")));
+}
+
+#[test]
+fn ipv6_after_a_label_colon_matches_in_macos_configd_lines() {
+    let s = snap(&[("ip-dst", "2607:f140:6000:8:c6b3:1ff:fecd:467f")]);
+    let line = "Jul  1 09:01:05 calvisitor-10-105-160-95 configd[53]: network changed: v4(en0!:10.105.160.95) \
+                v6(en0-:2607:f140:6000:8:c6b3:1ff:fecd:467f) DNS* Proxy SMB";
+    assert_eq!(
+        hits(&s, line),
+        [(
+            "2607:f140:6000:8:c6b3:1ff:fecd:467f".to_string(),
+            "2607:f140:6000:8:c6b3:1ff:fecd:467f".to_string()
+        )]
+    );
+    assert!(!matches(&s, &line.replace("v6(en0-:2607", "v6(en0-:12607")));
+}
+
+#[test]
+fn ipv6_after_a_word_and_a_colon_matches_but_not_inside_a_hex_run() {
+    let s = snap(&[("ip-dst", "fe80::1"), ("ip-dst", "2001:db8::1")]);
+    for line in [
+        "Address:fe80::1 up",
+        "Source:2001:db8::1",
+        "host=x Address:::1 fe80::1",
+        "peer :fe80::1",
+    ] {
+        assert!(matches(&s, line), "{line}");
+    }
+    assert_eq!(hits(&s, "Source:2001:db8::1")[0].1, "2001:db8::1");
+    for line in [
+        "afe80::1",
+        "xafe80::1",
+        "0fe80::1",
+        "fe80::1a",
+        "gfe80::1x",
+        "Address:afe80::1",
+    ] {
+        assert!(!matches(&s, line), "{line}");
+    }
+}
+
+#[test]
+fn json_escapes_before_a_token_are_boundaries_in_json_lines_only() {
+    let hash = "d41d8cd98f00b204e9800998ecf8427e";
+    let s = snap(&[
+        ("hostname", "evil.com"),
+        ("md5", hash),
+        ("email", "bad@evil.org"),
+        ("ip-dst", "2001:db8::1"),
+    ]);
+    for esc in [r"\t", r"\n", r"\r", r"\b", r"\f", r"\u0009"] {
+        let line = format!(r#"{{"msg":"host{esc}evil.com file{esc}{hash} from{esc}bad@evil.org at{esc}2001:db8::1"}}"#);
+        let mut got = names(&s, &line);
+        got.sort();
+        assert_eq!(got, ["2001:db8::1", "bad@evil.org", hash, "evil.com"], "{line}");
+    }
+    // `\/` is a slash: the host after it is a token of its own.
+    assert_eq!(names(&s, r#"{"u":"http:\/\/evil.com\/"}"#), ["evil.com"]);
+    // An escaped backslash followed by a letter is a backslash and the letter: `\\tevil.com` is `\` + `tevil.com`.
+    assert!(!matches(&s, r#"{"p":"C:\\tevil.com"}"#));
+    // Outside JSON a backslash is a path separator: the folder `nevil.com` is not `evil.com`.
+    assert!(!matches(&s, r"copied to C:\Users\nevil.com\x"));
+    assert!(!matches(&s, r#"{"msg":"tevil.com"}"#));
+}

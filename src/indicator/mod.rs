@@ -210,6 +210,9 @@ pub struct AttrMeta {
     pub misp_type: Box<str>,
     /// Attribute-level tags (event tags live in `event.tags`).
     pub tags: Box<[Box<str>]>,
+    /// The attribute's MISP `comment`, or the comment after a value in a plain list: what the publisher said about
+    /// the indicator, shown to the analyst with each hit.
+    pub comment: Option<Box<str>>,
 }
 
 impl std::hash::Hash for EventMeta {
@@ -275,6 +278,10 @@ impl Provenance {
 
     pub fn misp_type(&self) -> &str {
         &self.meta.misp_type
+    }
+
+    pub fn comment(&self) -> Option<&str> {
+        self.meta.comment.as_deref()
     }
 
     /// Event tags then attribute tags, without repeats: the tags a hit carries.

@@ -102,9 +102,11 @@ pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> Attri
 
 /// Guesses the MISP type of a bare value from a plain indicator list.
 ///
-/// Order matters: ranges and networks before addresses, hashes by length, then URL, e-mail and domain.
+/// The value is refanged first, as MISP's freetext import does, so `1.2.3[.]4` is an address and `a[@]evil.com` an
+/// e-mail. Order matters: ranges and networks before addresses, hashes by length, then URL, e-mail and domain.
 pub fn classify_plain(value: &str) -> &'static str {
-    let v = value.trim();
+    let refanged = refang(value);
+    let v = refanged.trim();
     if v.contains("://") || (v.contains('/') && !looks_like_cidr(v)) {
         return "url";
     }

@@ -29,7 +29,7 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
             msg: "CSV header lacks a type or value column".into(),
         });
     };
-    let (uuid, event_id, category, to_ids, date, tags, deleted) = (
+    let (uuid, event_id, category, to_ids, date, tags, deleted, comment) = (
         col("uuid"),
         col("event_id"),
         col("category"),
@@ -37,6 +37,7 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
         col("date"),
         col("attribute_tag"),
         col("deleted"),
+        col("comment"),
     );
     let mut events: HashMap<String, Arc<EventMeta>> = HashMap::new();
     for rec in rdr.records() {
@@ -84,6 +85,7 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
                 })
                 .unwrap_or_default(),
             timestamp: get(date).and_then(|d| d.parse().ok()),
+            comment: get(comment).map(str::to_string),
             location: format!("{name}:{line}"),
             misp_type,
         });

@@ -163,6 +163,10 @@ pub fn attribute_from_json(
         category: o.get("category").and_then(lenient_string),
         tags: tag_names(o.get("Tag")),
         timestamp: o.get("timestamp").and_then(lenient_string).and_then(|t| t.parse().ok()),
+        comment: o
+            .get("comment")
+            .and_then(lenient_string)
+            .filter(|c| !c.trim().is_empty()),
         location: location.to_string(),
         misp_type,
         value,

@@ -64,6 +64,8 @@ pub struct RawAttribute {
     pub tags: Vec<String>,
     /// MISP `timestamp`, Unix seconds.
     pub timestamp: Option<i64>,
+    /// MISP `comment`, or the comment that follows a value in a plain list.
+    pub comment: Option<String>,
     /// The file and position (line, or JSON path) it was read from, for rejections.
     pub location: String,
 }
@@ -247,6 +249,7 @@ impl Loader {
             category: raw.category.as_deref().map(Box::from),
             misp_type: raw.misp_type.as_str().into(),
             tags: raw.tags.iter().map(|t| Box::from(t.as_str())).collect(),
+            comment: raw.comment.as_deref().map(Box::from),
         };
         let meta = match self.metas.get(&key) {
             Some(m) => m.clone(),

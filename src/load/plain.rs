@@ -1,7 +1,11 @@
 //! Plain indicator lists: one value a line, `#` comments, the type guessed from the value's shape.
+//!
+//! Lists as vendors publish them put a comment after the value: `value # note`, `value note`, or, as in
+//! signature-base's `hash;description` files and many CSV-ish lists, `value;note` and `value,note`. The comment is kept
+//! in the indicator's provenance (`misp.attribute.comment` in hits).
 
 use super::{LoadError, Loader, RawAttribute};
-use crate::indicator::{classify_plain, EventMeta};
+use crate::indicator::{classify_plain, normalize_attribute, AttributeOutcome, EventMeta, Policy};
 use std::sync::Arc;
 
 pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
@@ -12,17 +16,70 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let value = line.split_whitespace().next().unwrap_or_default();
-        let misp_type = classify_plain(value);
+        let (value, comment) = value_and_comment(line, loader.policy());
         loader.add_attribute(RawAttribute {
-            misp_type: misp_type.to_string(),
+            misp_type: classify_plain(value).to_string(),
             value: value.to_string(),
             to_ids: true,
             deleted: false,
             event: event.clone(),
+            comment: comment.map(str::to_string),
             location: format!("{name}:{}", i + 1),
             ..Default::default()
         });
     }
     Ok(())
+}
+
+/// Splits a list line into its value and its comment, if any.
+///
+/// The value is the first whitespace-separated word. A `;` or `,` inside that word ends the value only when the word
+/// is not a valid indicator as a whole: URLs may hold both (`http://evil.com/a,b` stays one URL), while
+/// `d41d8cd98f00b204e9800998ecf8427e;Emotet` and `evil.com,phishing kit` are a value and a comment.
+fn value_and_comment<'a>(line: &'a str, policy: &Policy) -> (&'a str, Option<&'a str>) {
+    let word_end = line.find(char::is_whitespace).unwrap_or(line.len());
+    let word = &line[..word_end];
+    let (value, rest) = match word.find([';', ',']) {
+        Some(sep) if !valid_whole(word, policy) => (&word[..sep], &line[sep + 1..]),
+        _ => (word, &line[word_end..]),
+    };
+    let comment = rest.trim().trim_start_matches([';', ',', '#']).trim();
+    (
+        value.trim_matches('"'),
+        Some(comment.trim_matches('"')).filter(|c| !c.is_empty()),
+    )
+}
+
+fn valid_whole(word: &str, policy: &Policy) -> bool {
+    match normalize_attribute(classify_plain(word), word, policy) {
+        AttributeOutcome::Parts(parts) => parts.iter().all(Result::is_ok),
+        AttributeOutcome::Unsupported => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_and_comment;
+    use crate::Policy;
+
+    #[test]
+    fn values_are_split_from_their_comments() {
+        let p = Policy::default();
+        let hash = "d41d8cd98f00b204e9800998ecf8427e";
+        for (line, want) in [
+            ("evil.com", ("evil.com", None)),
+            ("evil.com # phishing", ("evil.com", Some("phishing"))),
+            ("evil.com phishing kit", ("evil.com", Some("phishing kit"))),
+            ("evil.com,phishing kit", ("evil.com", Some("phishing kit"))),
+            ("evil.com , phishing", ("evil.com", Some("phishing"))),
+            ("1.2.3.4;Cobalt Strike C2", ("1.2.3.4", Some("Cobalt Strike C2"))),
+            ("http://evil.com/a,b", ("http://evil.com/a,b", None)),
+            ("http://evil.com/a;b x", ("http://evil.com/a;b", Some("x"))),
+            ("\"evil.com\",\"note\"", ("evil.com", Some("note"))),
+        ] {
+            assert_eq!(value_and_comment(line, &p), want, "{line}");
+        }
+        let line = format!("{hash};Emotet loader, 2024");
+        assert_eq!(value_and_comment(&line, &p), (hash, Some("Emotet loader, 2024")));
+    }
 }

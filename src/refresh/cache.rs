@@ -23,6 +23,7 @@ pub fn attribute_json(a: &RawAttribute) -> serde_json::Value {
         "to_ids": a.to_ids,
         "deleted": a.deleted,
         "timestamp": a.timestamp.map(|t| t.to_string()),
+        "comment": a.comment,
         "Tag": a.tags.iter().map(|t| json!({ "name": t })).collect::<Vec<_>>(),
         "Event": {
             "id": a.event.id,

@@ -50,6 +50,7 @@ fn push(hits: &mut Vec<Hit>, indicator: u32, start: usize, end: usize) {
 pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
     hits.clear();
     let n = line.len();
+    let json = is_json_line(line);
     let want_v4 = snap.ips.has_v4();
     let mut pos = 0;
     while let Some(off) = memchr::memchr(b'.', &line[pos..]) {
@@ -57,6 +58,9 @@ pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
         let mut start = dot;
         while start > 0 && HOST[line[start - 1] as usize] {
             start -= 1;
+        }
+        if json {
+            start = past_escape(line, start);
         }
         let mut end = dot + 1;
         while end < n && HOST[line[end] as usize] {
@@ -72,19 +76,45 @@ pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
         if want_v4 && line[start..end].iter().filter(|b| **b == b'.').count() >= 3 {
             ipv4_in_token(snap, line, start, end, hits);
         }
-        host_suffixes(snap, line, start, end, hits);
+        host_suffixes(snap, line, start, end, json, hits);
     }
     if !snap.hashes.is_empty() && n >= 32 {
-        hash_runs(snap, line, hits);
+        hash_runs(snap, line, json, hits);
     }
     if (want_v4 || snap.ips.has_v6()) && memchr::memchr(b':', line).is_some() {
-        ipv6_in_line(snap, line, hits);
+        ipv6_in_line(snap, line, json, hits);
+    }
+}
+
+/// A line is a JSON document when its first non-blank byte opens an object or an array. Only there is a backslash
+/// an escape: in plain text it is a Windows path separator, and `C:\Users\nevil.com` names the folder `nevil.com`.
+#[inline]
+fn is_json_line(line: &[u8]) -> bool {
+    matches!(line.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
+}
+
+/// Where a token that starts at `start` really starts once a JSON escape glued to its front is decoded: the letter
+/// of `\t`, `\n`, `\r`, `\b`, `\f` and the `uXXXX` of a `\u` escape stand for a character that is not part of any
+/// indicator. An escape is a backslash preceded by an even number of backslashes (`\\t` is a backslash and a `t`).
+#[inline]
+fn past_escape(line: &[u8], start: usize) -> usize {
+    if start == 0 || start >= line.len() || line[start - 1] != b'\\' {
+        return start;
+    }
+    let run = line[..start].iter().rev().take_while(|b| **b == b'\\').count();
+    if run % 2 == 0 {
+        return start;
+    }
+    match line[start] {
+        b't' | b'n' | b'r' | b'b' | b'f' => start + 1,
+        b'u' if line.len() >= start + 5 && line[start + 1..start + 5].iter().all(u8::is_ascii_hexdigit) => start + 5,
+        _ => start,
     }
 }
 
 /// Probes every label suffix that contains a dot, plus the whole token (hostnames, URLs and e-mails need it whole).
 #[inline]
-fn host_suffixes(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
+fn host_suffixes(snap: &Snapshot, line: &[u8], start: usize, end: usize, json: bool, hits: &mut Vec<Hit>) {
     let mut h = RevHasher::new();
     let mut seen_dot = false;
     let mut i = end;
@@ -127,6 +157,9 @@ fn host_suffixes(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &
             while ls > 0 && is_email_local_byte(line[ls - 1]) {
                 ls -= 1;
             }
+            if json {
+                ls = past_escape(line, ls).min(at);
+            }
             let local = &line[ls..at];
             for (want, id) in &x.emails {
                 if !local.is_empty() && local.eq_ignore_ascii_case(want) {
@@ -164,7 +197,7 @@ fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
 /// Hex runs of exactly a digest's length that touch no other alphanumeric byte. A run of 32 bytes or more covers
 /// a position that is a multiple of 32, so only those positions are examined.
 #[inline]
-fn hash_runs(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+fn hash_runs(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let mut k = 0;
     while k < n {
@@ -179,6 +212,10 @@ fn hash_runs(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
         let mut e = k + 1;
         while e < n && line[e].is_ascii_alphanumeric() {
             e += 1;
+        }
+        if json {
+            // An escape's letters are alphanumeric, so they are inside the run; the run starts after them.
+            s = past_escape(line, s).min(e);
         }
         if Kind::hash_for_len(e - s).is_some() && line[s..e].iter().all(u8::is_ascii_hexdigit) {
             let run = &line[s..e];
@@ -225,7 +262,7 @@ fn ipv4_in_token(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &
     let mut j = start;
     while j < end {
         if line[j].is_ascii_digit() && (j == start || !line[j - 1].is_ascii_digit()) {
-            let left_ok = !(j >= 2 && line[j - 1] == b'.' && digit(j - 2));
+            let left_ok = !(j >= start + 2 && line[j - 1] == b'.' && digit(j - 2));
             if left_ok {
                 if let Some((a, k)) = parse_quad(line, j, end) {
                     let right_ok = !(line.get(k) == Some(&b'.') && digit(k + 1));
@@ -246,10 +283,15 @@ fn is_v6_byte(b: u8) -> bool {
     b.is_ascii_hexdigit() || b == b':' || b == b'.'
 }
 
-/// IPv6 in any textual form: runs of hex, `:` and `.` with at least two colons, not glued to other alphanumerics.
-/// A zone id (`%eth0`) or brackets around the address do not prevent a match; MAC addresses and clock times do not
-/// parse as IPv6 and so never match.
-fn ipv6_in_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+/// IPv6 in any textual form: runs of hex, `:` and `.` with at least two colons, not glued to other alphanumerics on
+/// the right. A zone id (`%eth0`) or brackets around the address do not prevent a match; MAC addresses and clock
+/// times do not parse as IPv6 and so never match.
+///
+/// On the left, a word glued to the run is a label that ends at the run's first colon (`Address:2001:db8::1`,
+/// `Source:fe80::1`), and so is a single colon that opens the run (`v6(en0-:2607:f140::1)`): the address starts after
+/// that colon. A hex run that merely continues into the address (`afe80::1`) is no label and stays a non-match. In a
+/// JSON line an escape before the run (`\t2001:db8::1`) is a boundary, as it is for hosts.
+fn ipv6_in_line(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let mut pos = 0;
     while let Some(off) = memchr::memchr(b':', &line[pos..]) {
@@ -263,8 +305,24 @@ fn ipv6_in_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
             e += 1;
         }
         pos = e;
-        if (s > 0 && line[s - 1].is_ascii_alphanumeric()) || (e < n && line[e].is_ascii_alphanumeric()) {
+        if e < n && line[e].is_ascii_alphanumeric() {
             continue;
+        }
+        let mut glued = s > 0 && line[s - 1].is_ascii_alphanumeric();
+        if json {
+            // The escape's letter is either just before the run (`\t`) or, being a hex digit, its first byte (`\b`).
+            let before = if s > 0 { past_escape(line, s - 1) } else { 0 };
+            let after = past_escape(line, s).max(before);
+            if after > s || before == s {
+                glued = false;
+            }
+            s = after;
+        }
+        if glued || (line[s] == b':' && line.get(s + 1) != Some(&b':')) {
+            let Some(i) = memchr::memchr(b':', &line[s..e]) else {
+                continue;
+            };
+            s += i + 1;
         }
         let mut run = &line[s..e];
         while let [rest @ .., b'.'] = run {

@@ -50,14 +50,18 @@ pub fn indicator_fields(ind: &Indicator) -> Json {
 pub fn misp_fields(ind: &Indicator) -> Json {
     let p = &ind.provenance;
     let ev = p.event();
+    let mut attribute = json!({
+        "uuid": p.attribute_uuid.map(|u| u.to_string()),
+        "category": p.category(),
+        "type": p.misp_type(),
+        "timestamp": p.timestamp.map(|t| t.get()),
+    });
+    if let Some(c) = p.comment() {
+        attribute["comment"] = json!(c);
+    }
     json!({
         "event": { "id": ev.id, "uuid": ev.uuid, "info": ev.info },
-        "attribute": {
-            "uuid": p.attribute_uuid.map(|u| u.to_string()),
-            "category": p.category(),
-            "type": p.misp_type(),
-            "timestamp": p.timestamp.map(|t| t.get()),
-        },
+        "attribute": attribute,
         "tags": p.all_tags(),
     })
 }
