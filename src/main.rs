@@ -42,12 +42,18 @@ enum Command {
 }
 
 /// Services log at info (API calls, swaps, commits); the grep-like tools only warn, keeping stderr quiet.
+///
+/// Colour only for a person at a terminal: a pipe, a file or a log collector gets plain text, and so does anyone who
+/// set `NO_COLOR` (no-color.org: present and not empty). JSON logs never carry colour codes.
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IOCMATCH_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{default_level},librdkafka=warn,rdkafka=warn"))
     });
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let colour = matches!(format, LogFormat::Text) && !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -395,3 +395,71 @@ fn plain_lists_refang_every_style_and_keep_comments_in_the_hits() {
     assert_eq!(comment(11), "phishing kit");
     assert!(comment(0).is_null());
 }
+
+/// Runs iocmatch under a pseudo-terminal (util-linux `script`), as a person at a terminal would; `None` when
+/// `script` is not installed.
+fn iocmatch_on_a_terminal(env: &str, args: &str) -> Option<String> {
+    let bin = env!("CARGO_BIN_EXE_iocmatch");
+    let out = Command::new("script")
+        .args(["-qec", &format!("env {env} {bin} {args}"), "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn logs_carry_colour_only_on_a_terminal_and_never_with_no_color_or_json() {
+    let args = format!(
+        "scan --iocs fixtures/iocs/plain-list.txt {}",
+        log("crowdsecurity__hub__sshd-logs.log")
+    );
+    // Into a pipe: plain text, no progress bar.
+    let out = Command::new(env!("CARGO_BIN_EXE_iocmatch"))
+        .args(args.split(' '))
+        .env("IOCMATCH_LOG", "debug")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("snapshot built"), "{stderr}");
+    assert!(!stderr.contains('\x1b') && !stderr.contains('\r'), "{stderr:?}");
+    let Some(tty) = iocmatch_on_a_terminal("IOCMATCH_LOG=debug", &args) else {
+        eprintln!("skipping the terminal half: util-linux `script` is not installed");
+        return;
+    };
+    assert!(
+        tty.contains("\x1b[") && tty.contains("snapshot built"),
+        "a terminal gets colour: {tty:?}"
+    );
+    for (env, extra) in [
+        ("IOCMATCH_LOG=debug NO_COLOR=1", ""),
+        ("IOCMATCH_LOG=debug", "--log-format json "),
+    ] {
+        let plain = iocmatch_on_a_terminal(env, &format!("{extra}{args} --output count")).unwrap();
+        assert!(plain.contains("snapshot built"), "{plain:?}");
+        let log_lines: Vec<&str> = plain.lines().filter(|l| l.contains("snapshot built")).collect();
+        assert!(
+            log_lines.iter().all(|l| !l.contains('\x1b')),
+            "{env} {extra}: {log_lines:?}"
+        );
+    }
+}
+
+#[test]
+fn bench_into_a_file_shows_no_progress_bar_or_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("bench.txt")).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_iocmatch"))
+        .args(["bench", "--indicators", "1k", "--lines", "2000", "--repeat", "1"])
+        .env("IOCMATCH_LOG", "info")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(dir.path().join("bench.txt")).unwrap();
+    assert!(text.contains("1k") || text.contains("1000"), "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+}

@@ -175,10 +175,13 @@ async fn a_429_waits_for_retry_after() {
 async fn key_role_is_checked_for_excess_privilege_and_api_access() {
     let (state, url, dir) = server_with(None).await;
     let r = refresher(&common::write_config(dir.path(), &url, "", ""));
-    let ro = r.check_key().await.unwrap().unwrap();
-    assert!(ro.excess.is_empty(), "{ro:?}");
+    let ro = r.check_key().await.unwrap();
+    assert!(ro.excess.is_empty() && ro.lacking.is_empty(), "{ro:?}");
+    // MISP's stock read-only role carries perm_audit: it is not excess.
+    state.role.lock().unwrap()["perm_audit"] = serde_json::json!(true);
+    assert!(r.check_key().await.unwrap().excess.is_empty());
     *state.role.lock().unwrap() = common::admin_role();
-    let admin = r.check_key().await.unwrap().unwrap();
+    let admin = r.check_key().await.unwrap();
     for f in [
         "perm_add",
         "perm_modify",
@@ -189,15 +192,58 @@ async fn key_role_is_checked_for_excess_privilege_and_api_access() {
     ] {
         assert!(admin.excess.contains(&f.to_string()), "{f} in {:?}", admin.excess);
     }
-    let with_sightings = refresher(&common::write_config(dir.path(), &url, "sightings = true", ""))
-        .check_key()
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!with_sightings.excess.contains(&"perm_sighting".to_string()));
+    let with_sightings = refresher(&common::write_config(dir.path(), &url, "sightings = true", ""));
+    let admin_sighting = with_sightings.check_key().await.unwrap();
+    assert!(!admin_sighting.excess.contains(&"perm_sighting".to_string()));
+    assert!(admin_sighting.lacking.is_empty());
+    // With sightings on, a role without perm_sighting is told that sightings will fail; still never excess.
+    *state.role.lock().unwrap() = common::read_only_role();
+    let ro_sighting = with_sightings.check_key().await.unwrap();
+    assert_eq!(ro_sighting.lacking, ["perm_sighting"]);
+    assert!(!ro_sighting.excess.contains(&"perm_sighting".to_string()));
     state.role.lock().unwrap()["perm_auth"] = serde_json::json!(false);
-    let e = r.check_key().await.unwrap_err().to_string();
-    assert!(e.contains("no API access"), "{e}");
+    assert_eq!(r.check_key().await.unwrap().lacking, ["perm_auth"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_check_that_cannot_read_the_role_never_stops_the_pull() {
+    let (state, url, dir) = server_with(None).await;
+    state.add("domain", "evil.example.net", 1);
+    let cfg = common::write_config(dir.path(), &url, "", "");
+    for mode in [common::ViewMe::NotFound, common::ViewMe::NoRole] {
+        *state.view_me.lock().unwrap() = mode;
+        let c = cfg.display().to_string();
+        let out = tokio::task::spawn_blocking(move || run_cli(&["fetch", "--config", &c], b""))
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {stderr}");
+        assert!(
+            stderr.contains("could not check the MISP key's role"),
+            "{mode:?}: {stderr}"
+        );
+        assert_eq!(stderr.matches("could not check").count(), 1, "warned once: {stderr}");
+        let c = cfg.display().to_string();
+        let out = tokio::task::spawn_blocking(move || run_cli(&["scan", "--config", &c], b"to evil.example.net\n"))
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The pull's own refusal is still an error.
+    *state.view_me.lock().unwrap() = common::ViewMe::Misp;
+    for _ in 0..4 {
+        state.fault(Fault::Forbidden);
+    }
+    let c = cfg.display().to_string();
+    let out = tokio::task::spawn_blocking(move || run_cli(&["fetch", "--config", &c], b""))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,7 +513,7 @@ fn the_key_never_appears_in_logs_or_errors() {
         *state.role.lock().unwrap() = common::admin_role();
         let cfg = common::write_config(dir.path(), &url, "", "");
         let mut r = refresher(&cfg);
-        let role = r.check_key().await.unwrap();
+        let role = r.check_key().await;
         errors.push(format!("{role:?}"));
         r.start().await.unwrap();
         for f in [

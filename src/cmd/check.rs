@@ -17,7 +17,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     if let Some(path) = &args.iocs.config {
         let rt = super::runtime()?;
         let r = super::refresher(path)?;
-        if let Some(role) = rt.block_on(r.check_key())? {
+        if let Some(role) = rt.block_on(r.check_key()) {
             if role.excess.is_empty() {
                 println!(
                     "MISP key role {:?}: no permissions beyond what iocmatch needs",

@@ -17,7 +17,7 @@ pub fn run(args: FetchArgs) -> Result<ExitCode> {
     let rt = super::runtime()?;
     let mut r = super::refresher(&args.config)?;
     let started = Instant::now();
-    rt.block_on(r.check_key()).context("checking the MISP key")?;
+    rt.block_on(r.check_key());
     let report = rt.block_on(r.refresh(true)).context("pulling indicators")?;
     let snap = r.cell().load();
     println!(

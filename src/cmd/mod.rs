@@ -58,11 +58,7 @@ impl IocArgs {
             Some(path) => {
                 let rt = runtime()?;
                 let mut r = refresher(path)?;
-                match rt.block_on(r.check_key()) {
-                    Err(e @ iocmatch::refresh::RefreshError::NoApiAccess { .. }) => return Err(e.into()),
-                    Err(e) => tracing::warn!("could not check the MISP key's role: {e}"),
-                    Ok(_) => {}
-                }
+                rt.block_on(r.check_key());
                 let (from, report) = rt
                     .block_on(r.start())
                     .context("loading indicators from the config's sources")?;

@@ -72,17 +72,22 @@ fn warn_if_shared(path: &std::path::Path) {
 #[cfg(not(unix))]
 fn warn_if_shared(_: &std::path::Path) {}
 
-/// What `GET /users/view/me` says about the key's role.
+/// What `GET /users/view/me` says about the key's role. Advice for least privilege, never a reason to stop a pull:
+/// only restSearch's own answer says whether the key may read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoleReport {
     pub role: String,
     /// `perm_*` flags the key has beyond what iocmatch needs.
     pub excess: Vec<String>,
+    /// `perm_*` flags iocmatch will need and the role lacks: `perm_auth` (API access), and `perm_sighting` when
+    /// sightings are on.
+    pub lacking: Vec<String>,
 }
 
-/// Permissions iocmatch may need: API access, and sightings when sightings are on.
+/// Permissions iocmatch may need: API access, and sightings when sightings are on. `perm_audit` is in MISP's stock
+/// read-only role, and `perm_view_feed_correlations` only lets a reader see more, so neither is excess.
 fn needed(flag: &str, sightings: bool) -> bool {
-    flag == "perm_auth" || (sightings && flag == "perm_sighting") || flag == "perm_view_feed_correlations"
+    matches!(flag, "perm_auth" | "perm_audit" | "perm_view_feed_correlations") || (sightings && flag == "perm_sighting")
 }
 
 pub struct MispClient {
@@ -378,21 +383,21 @@ impl MispClient {
                 message: "no Role object in /users/view/me".into(),
             })?;
         let flag = |k: &str| role.get(k).and_then(crate::load::lenient_bool).unwrap_or(false);
-        if !flag("perm_auth") {
-            return Err(RefreshError::NoApiAccess {
-                url,
-                message: "its role lacks perm_auth".into(),
-            });
-        }
         let mut excess: Vec<String> = role
             .keys()
             .filter(|k| k.starts_with("perm_") && flag(k) && !needed(k, self.cfg.sightings))
             .cloned()
             .collect();
         excess.sort();
+        let lacking = ["perm_auth", "perm_sighting"]
+            .into_iter()
+            .filter(|k| needed(k, self.cfg.sightings) && !flag(k))
+            .map(String::from)
+            .collect();
         Ok(RoleReport {
             role: role.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
             excess,
+            lacking,
         })
     }
 }

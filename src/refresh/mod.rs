@@ -133,14 +133,31 @@ impl Refresher {
         self.cell.clone()
     }
 
-    /// Checks the key's role and warns, naming each flag, when it can do more than iocmatch needs.
-    pub async fn check_key(&self) -> Result<Option<RoleReport>, RefreshError> {
-        let Some(m) = &self.misp else { return Ok(None) };
-        let r = m.whoami().await?;
+    /// Checks the key's role and warns, naming each flag, when it can do more than iocmatch needs or lacks what it
+    /// will need. This is advice and never stops a pull: a proxy in front of MISP, an older MISP, a feed server or a
+    /// role that may not read its own user all answer `/users/view/me` without a role, and the pull may still work.
+    /// Only restSearch's own answer (401/403) is an error. `None` when there is no MISP or the role could not be read.
+    pub async fn check_key(&self) -> Option<RoleReport> {
+        let m = self.misp.as_ref()?;
+        let r = match m.whoami().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("could not check the MISP key's role ({e}); pulling anyway");
+                return None;
+            }
+        };
         for flag in &r.excess {
             tracing::warn!(role = %r.role, flag = %flag, "the MISP key can do more than iocmatch needs ({flag}); use a read-only role");
         }
-        Ok(Some(r))
+        for flag in &r.lacking {
+            let what = if flag == "perm_sighting" {
+                "sightings will fail"
+            } else {
+                "the pull will likely be refused"
+            };
+            tracing::warn!(role = %r.role, flag = %flag, "the MISP key's role lacks {flag}: {what}");
+        }
+        Some(r)
     }
 
     /// The first load: a full MISP pull, or the last-good cache when MISP is unreachable.

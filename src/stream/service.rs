@@ -240,11 +240,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
         _ => None,
     };
     let mut refresher = Refresher::new(cfg)?;
-    match refresher.check_key().await {
-        Err(e @ RefreshError::NoApiAccess { .. }) => return Err(e.into()),
-        Err(e) => tracing::warn!("could not check the MISP key's role: {e}"),
-        Ok(_) => {}
-    }
+    refresher.check_key().await;
     match refresher.start().await {
         Ok((from, r)) => tracing::info!(
             ?from,

@@ -44,10 +44,22 @@ pub struct MispState {
     pub attributes: Mutex<Vec<Value>>,
     pub faults: Mutex<VecDeque<Fault>>,
     pub role: Mutex<Value>,
+    /// How `/users/view/me` answers: as MISP does, or as a proxy, an older MISP or a feed server might.
+    pub view_me: Mutex<ViewMe>,
     pub requests: Mutex<Vec<Recorded>>,
     pub feed_dir: Mutex<Option<std::path::PathBuf>>,
     pub feed_requests: Mutex<Vec<String>>,
     pub sightings: Mutex<Vec<Value>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ViewMe {
+    #[default]
+    Misp,
+    /// 404 with MISP's error body, as a server without the endpoint answers.
+    NotFound,
+    /// 200 with the user but no `Role` object.
+    NoRole,
 }
 
 pub fn read_only_role() -> Value {
@@ -279,8 +291,22 @@ async fn view_me(State(s): State<Arc<MispState>>, headers: HeaderMap) -> Respons
         return forbidden("/users/view/me");
     }
     let role = s.role.lock().unwrap().clone();
-    axum::Json(json!({"User": {"id": "3", "email": "iocmatch@example.org", "role_id": role["id"]}, "Role": role}))
-        .into_response()
+    let mode = *s.view_me.lock().unwrap();
+    match mode {
+        ViewMe::Misp => axum::Json(
+            json!({"User": {"id": "3", "email": "iocmatch@example.org", "role_id": role["id"]}, "Role": role}),
+        )
+        .into_response(),
+        ViewMe::NotFound => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"name": "Not Found", "message": "Not Found", "url": "/users/view/me"})),
+        )
+            .into_response(),
+        ViewMe::NoRole => {
+            axum::Json(json!({"User": {"id": "3", "email": "iocmatch@example.org", "role_id": role["id"]}}))
+                .into_response()
+        }
+    }
 }
 
 /// MISP answers a sighting that matched nothing with HTTP 200 and a message, as here.
