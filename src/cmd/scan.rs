@@ -183,7 +183,8 @@ fn scan_chunk(snap: &Snapshot, chunk: &Chunk, args: &ScanArgs, path: Option<&str
         &mut stats,
         |pos, line, hits| match args.output {
             OutputFormat::Json => {
-                let doc = ecs::hit_document(snap, line, chunk.offset + pos as u64, path, hits);
+                let now = std::time::SystemTime::now();
+                let doc = ecs::hit_document(snap, line, chunk.offset + pos as u64, path, hits, now);
                 serde_json::to_writer(&mut out, &doc).expect("JSON to a Vec cannot fail");
                 out.push(b'\n');
             }

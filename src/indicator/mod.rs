@@ -99,6 +99,19 @@ impl Kind {
         })
     }
 
+    /// The ECS `file.hash.*` field of a hash kind, for the algorithms ECS names; `None` for the rest (their value is
+    /// in `indicator.name`).
+    pub fn ecs_hash_field(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::Md5 => "md5",
+            Kind::Sha1 => "sha1",
+            Kind::Sha256 => "sha256",
+            Kind::Sha384 => "sha384",
+            Kind::Sha512 => "sha512",
+            _ => return None,
+        })
+    }
+
     /// The hex length of a hash kind; `None` for other kinds.
     pub fn hash_len(self) -> Option<usize> {
         Some(match self {

@@ -8,6 +8,15 @@ use crate::indicator::{Indicator, Kind, Value};
 use crate::scan::Hit;
 use crate::snapshot::Snapshot;
 use serde_json::{json, Map, Value as Json};
+use std::time::SystemTime;
+
+/// RFC 3339 in UTC with milliseconds, the form Elasticsearch's `date` type and every SIEM ingest path read.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The TLP markings ECS allows in `indicator.marking.tlp`; other `tlp:` tags stay in `misp.tags` only.
+const ECS_TLP: [&str; 6] = ["WHITE", "CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"];
 
 /// The `indicator` object of an enrichment.
 pub fn indicator_fields(ind: &Indicator) -> Json {
@@ -21,9 +30,12 @@ pub fn indicator_fields(ind: &Indicator) -> Json {
         Value::Domain(d) | Value::Hostname(d) => {
             o.insert("url".into(), json!({ "domain": d }));
         }
-        Value::Net(_) | Value::Range(..) => {
+        // `indicator.ip` is an ECS `ip` field: a network or a range would be refused at indexing, so only a single
+        // address goes there; `name` carries the network.
+        Value::Net(n) if n.prefix_len() == n.max_prefix_len() => {
             o.insert("ip".into(), json!(name));
         }
+        Value::Net(_) | Value::Range(..) => {}
         Value::Url(u) => {
             let (host, rest) = (&u.host, &u.rest);
             let path = rest.split(['?', '#']).next().unwrap_or_default();
@@ -36,12 +48,19 @@ pub fn indicator_fields(ind: &Indicator) -> Json {
             o.insert("email".into(), json!({ "address": e }));
         }
         Value::Hash(k, h) => {
-            o.insert("file".into(), json!({ "hash": { k.as_str(): h } }));
+            if let Some(field) = k.ecs_hash_field() {
+                o.insert("file".into(), json!({ "hash": { field: h } }));
+            }
         }
     }
     let tags = ind.provenance.all_tags();
-    if let Some(tlp) = tags.iter().find_map(|t| t.strip_prefix("tlp:")) {
-        o.insert("marking".into(), json!({ "tlp": tlp.to_ascii_uppercase() }));
+    let tlp = tags
+        .iter()
+        .filter_map(|t| t.strip_prefix("tlp:"))
+        .map(str::to_ascii_uppercase)
+        .find(|t| ECS_TLP.contains(&t.as_str()));
+    if let Some(tlp) = tlp {
+        o.insert("marking".into(), json!({ "tlp": tlp }));
     }
     Json::Object(o)
 }
@@ -80,18 +99,28 @@ pub fn enrichment(snap: &Snapshot, line: &[u8], hit: &Hit) -> Json {
     })
 }
 
-/// The ECS document for one line with hits. `path` is `None` for stdin.
-pub fn hit_document(snap: &Snapshot, line: &[u8], offset: u64, path: Option<&str>, hits: &[Hit]) -> Json {
-    let mut log = Map::new();
-    log.insert("offset".into(), json!(offset));
-    if let Some(p) = path {
-        log.insert("file".into(), json!({ "path": p }));
-    }
-    json!({
-        "event": { "kind": "enrichment", "original": String::from_utf8_lossy(line) },
-        "log": log,
+/// The ECS document for one line with hits. `path` is `None` for stdin. A line read from a file has no time of its
+/// own that iocmatch could trust, so `@timestamp` and `event.created` are both `created`, the time of the hit.
+pub fn hit_document(
+    snap: &Snapshot,
+    line: &[u8],
+    offset: u64,
+    path: Option<&str>,
+    hits: &[Hit],
+    created: SystemTime,
+) -> Json {
+    let created = timestamp(created);
+    let mut doc = json!({
+        "@timestamp": created,
+        "event": { "kind": "enrichment", "created": created, "original": String::from_utf8_lossy(line) },
         "threat": { "enrichments": hits.iter().map(|h| enrichment(snap, line, h)).collect::<Vec<_>>() },
-    })
+        // ECS has no field for a byte offset (`log.offset` is a Beats field), so it is iocmatch's own.
+        "iocmatch": { "snapshot_version": snap.version(), "offset": offset },
+    });
+    if let Some(p) = path {
+        doc["log"] = json!({ "file": { "path": p } });
+    }
+    doc
 }
 
 /// Hits per ECS indicator type, for summaries.

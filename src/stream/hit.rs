@@ -5,6 +5,7 @@ use crate::scan::Hit;
 use crate::sink::ecs;
 use crate::Snapshot;
 use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where a message came from.
 #[derive(Debug, Clone)]
@@ -24,22 +25,33 @@ pub fn hit_id(topic: &str, partition: i32, offset: i64, indicator: &str) -> Stri
     format!("{a:016x}{b:016x}")
 }
 
-/// The record for one hit in one line.
-pub fn record(snap: &Snapshot, line: &[u8], hit: &Hit, src: &Source<'_>) -> (String, Value) {
+/// The record for one hit in one line, made at `created`.
+///
+/// `@timestamp` is the source record's time (when the log line entered Kafka), so a hit sorts beside the line it
+/// came from; `event.created` is when iocmatch produced the hit. ECS has no Kafka fields, so where the line came from
+/// is under `iocmatch.kafka`.
+pub fn record(snap: &Snapshot, line: &[u8], hit: &Hit, src: &Source<'_>, created: SystemTime) -> (String, Value) {
     let name = snap.indicator(hit.indicator).value.name();
     let id = hit_id(src.topic, src.partition, src.offset, &name);
+    let record_time = src
+        .timestamp
+        .map(|t| UNIX_EPOCH + Duration::from_millis(t.max(0) as u64))
+        .unwrap_or(created);
     let doc = json!({
-        "@timestamp": src.timestamp.map(|t| crate::export::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.max(0) as u64))),
-        "event": { "kind": "enrichment", "id": id, "original": String::from_utf8_lossy(line) },
-        "kafka": {
-            "topic": src.topic,
-            "partition": src.partition,
-            "offset": src.offset,
-            "timestamp": src.timestamp,
-            "key": src.key.map(|k| String::from_utf8_lossy(k).into_owned()),
-        },
+        "@timestamp": ecs::timestamp(record_time),
+        "event": { "kind": "enrichment", "id": id, "created": ecs::timestamp(created), "original": String::from_utf8_lossy(line) },
         "threat": { "enrichments": [ecs::enrichment(snap, line, hit)] },
-        "iocmatch": { "hit_id": id, "snapshot_version": snap.version() },
+        "iocmatch": {
+            "hit_id": id,
+            "snapshot_version": snap.version(),
+            "kafka": {
+                "topic": src.topic,
+                "partition": src.partition,
+                "offset": src.offset,
+                "timestamp": src.timestamp,
+                "key": src.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+            },
+        },
     });
     (id, doc)
 }

@@ -487,7 +487,7 @@ async fn worker(
                         shared.metrics.bad("sighting_dropped");
                     }
                 }
-                let (id, doc) = record(&snap, line, h, &src);
+                let (id, doc) = record(&snap, line, h, &src, std::time::SystemTime::now());
                 (id, serde_json::to_vec(&doc).expect("JSON values serialise"))
             })
             .collect();
