@@ -474,3 +474,42 @@ fn bench_into_a_file_shows_no_progress_bar_or_colour() {
     assert!(text.contains("1k") || text.contains("1000"), "{text}");
     assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
 }
+
+#[test]
+fn maltrail_style_lists_load_host_port_lines_and_reject_bare_paths_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("trail.txt");
+    // The shapes of a maltrail static trail file: addresses and hosts with ports, plain hosts, URLs and paths.
+    std::fs::write(
+        &list,
+        "# Copyright (c) 2014-2025 Maltrail developers\n# Reference: https://example.org/report\n\n\
+         185.220.101.47:8080\n[2001:db8::66]:443\nc2.evil-cdn.example:8443\nupdate.evil-cdn.example\n\
+         evil-cdn.example/panel/gate.php\n/wp-content/gate.php\n",
+    )
+    .unwrap();
+    let list = list.to_str().unwrap();
+    let check = iocmatch(&["check", "--iocs", list]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("is a path without a host"), "{report}");
+    assert!(
+        report.contains("trail.txt:9"),
+        "the rejection names file and line: {report}"
+    );
+    let lines = "conn to 185.220.101.47:8080\nconn [2001:db8::66]:443\nGET https://c2.evil-cdn.example:8443/a\n";
+    let out = iocmatch_stdin(&["scan", "--iocs", list], lines.as_bytes());
+    let docs = json_lines(&out);
+    assert_eq!(docs.len(), 3, "{}", String::from_utf8_lossy(&out.stdout));
+    let ind = |i: usize| docs[i]["threat"]["enrichments"][0]["indicator"].clone();
+    assert_eq!(ind(0)["ip"], "185.220.101.47");
+    assert_eq!(ind(0)["port"], 8080);
+    assert_eq!(ind(1)["ip"], "2001:db8::66");
+    assert_eq!(ind(2)["url"]["domain"], "c2.evil-cdn.example");
+    assert_eq!(ind(2)["port"], 8443);
+    assert_eq!(
+        docs[0]["threat"]["enrichments"][0]["misp"]["attribute"]["type"],
+        "ip-dst|port"
+    );
+    // `hostname|port` is the exact host, as MISP means it: a subdomain is a look-alike.
+    let out = iocmatch_stdin(&["scan", "--iocs", list], b"GET https://x.c2.evil-cdn.example:8443/a\n");
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -130,25 +130,31 @@ fn check(doc: &Value, fields: &HashMap<String, Field>, seen: &mut Vec<String>) {
     }
 }
 
-fn snapshot() -> Snapshot {
-    let mut l = Loader::new(Policy::default());
-    l.load_path(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/iocs/sample-restsearch.json"
-    )))
-    .unwrap();
-    let sha224 = "a".repeat(56);
-    let extra = serde_json::json!([
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/iocs/sample-restsearch.json");
+
+/// Attributes beyond the sample: each shape of value field the ECS mapping has.
+fn extra() -> Value {
+    serde_json::json!([
         {"type": "ip-dst", "value": "198.51.100.0/24", "to_ids": true, "Tag": [{"name": "tlp:amber+strict"}]},
         {"type": "ip-range", "value": "203.0.113.1-203.0.113.5", "to_ids": true, "Tag": [{"name": "tlp:ex:chr"}]},
-        {"type": "sha224", "value": sha224, "to_ids": true},
+        {"type": "sha224", "value": "a".repeat(56), "to_ids": true},
         {"type": "sha256", "value": "b".repeat(64), "to_ids": true},
         {"type": "url", "value": "http://evil.example/gate.php?id=1", "to_ids": true},
         {"type": "email-src", "value": "bad@evil.example", "to_ids": true},
         {"type": "hostname", "value": "c2.evil.example", "to_ids": true},
-        {"type": "ip-src", "value": "2001:db8::5", "to_ids": true}
-    ]);
-    l.load_bytes("extra.json", extra.to_string().as_bytes()).unwrap();
+        {"type": "ip-src", "value": "2001:db8::5", "to_ids": true},
+        {"type": "imphash", "value": "f34d5f2d4577ed6d9ceec516c1f5a744", "to_ids": true},
+        {"type": "ja3-fingerprint-md5", "value": "e7d705a3286e19ea42f587b344ee6865", "to_ids": true},
+        {"type": "x509-fingerprint-sha1", "value": "3a0c5f1e2d4b6a8c9e0f1a2b3c4d5e6f7a8b9c0d", "to_ids": true},
+        {"type": "ssdeep", "value": "96:s4Ud1Lj96tHHlZDrwciQmA:sF1LjEtHHlZDrw1mA", "to_ids": true},
+        {"type": "ip-dst|port", "value": "192.0.2.77|4444", "to_ids": true}
+    ])
+}
+
+fn snapshot() -> Snapshot {
+    let mut l = Loader::new(Policy::default());
+    l.load_path(std::path::Path::new(SAMPLE)).unwrap();
+    l.load_bytes("extra.json", extra().to_string().as_bytes()).unwrap();
     Snapshot::build(l.finish().0, 7)
 }
 
@@ -156,7 +162,9 @@ const LINES: &str = "Feb 12 14:10:21 sd-126005 sshd[16378]: Invalid user pascal 
     deny 198.51.100.7 and 203.0.113.3\n\
     file aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa and bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n\
     GET http://evil.example/gate.php?id=1 from bad@evil.example via c2.evil.example\n\
-    peer [2001:db8::5]:443\n";
+    peer [2001:db8::5]:443\n\
+    pe f34d5f2d4577ed6d9ceec516c1f5a744 ja3 e7d705a3286e19ea42f587b344ee6865 cert 3A:0C:5F:1E:2D:4B:6A:8C:9E:0F:1A:2B:3C:4D:5E:6F:7A:8B:9C:0D \
+    fuzzy 96:s4Ud1Lj96tHHlZDrwciQmA:sF1LjEtHHlZDrw1mA to 192.0.2.77:4444\n";
 
 #[test]
 fn scan_hits_use_only_ecs_fields_with_their_types() {
@@ -166,19 +174,16 @@ fn scan_hits_use_only_ecs_fields_with_their_types() {
     let input = dir.path().join("lines.log");
     std::fs::write(&input, LINES).unwrap();
     let list = dir.path().join("extra.json");
-    let snap_src = snapshot();
-    // The same indicators through the binary: the sample plus the extra rows, written as one restSearch file.
-    let rows: Vec<Value> = snap_src
-        .indicators()
-        .iter()
-        .map(|i| {
-            serde_json::json!({"type": i.provenance.misp_type(), "value": i.value.name(), "to_ids": true,
-                "Tag": i.provenance.all_tags().iter().map(|t| serde_json::json!({"name": t})).collect::<Vec<_>>()})
-        })
-        .collect();
-    std::fs::write(&list, Value::Array(rows).to_string()).unwrap();
+    std::fs::write(&list, extra().to_string()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_iocmatch"))
-        .args(["scan", "--iocs", list.to_str().unwrap(), input.to_str().unwrap()])
+        .args([
+            "scan",
+            "--iocs",
+            SAMPLE,
+            "--iocs",
+            list.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -187,7 +192,7 @@ fn scan_hits_use_only_ecs_fields_with_their_types() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(docs.len(), 5);
+    assert_eq!(docs.len(), 6);
     for d in &docs {
         check(d, &fields, &mut seen);
         assert_eq!(d["@timestamp"], d["event"]["created"]);
@@ -201,6 +206,9 @@ fn scan_hits_use_only_ecs_fields_with_their_types() {
         "threat.enrichments.indicator.url.full",
         "threat.enrichments.indicator.email.address",
         "threat.enrichments.indicator.marking.tlp",
+        "threat.enrichments.indicator.file.pe.imphash",
+        "threat.enrichments.indicator.file.hash.ssdeep",
+        "threat.enrichments.indicator.port",
         "log.file.path",
     ] {
         assert!(seen.iter().any(|p| p == must), "{must} never written: {seen:?}");

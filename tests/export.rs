@@ -280,3 +280,84 @@ fn a_refresh_that_changes_nothing_leaves_exported_files_alone() {
         .collect();
     assert_eq!(mtimes, after);
 }
+
+/// Parses `iprep.list` and `iprep-categories.txt` the way Suricata's `src/reputation.c` does (OISF/suricata,
+/// `SRepLoadCatFileFromFD`/`SRepCatSplitLine` and `SRepLoadFileFromFD`/`SRepSplitLine`): lines starting with `#`,
+/// a space, a tab or a line break are comments; a category line is `<id>,<short name>[,<description>]` with the id
+/// below `SREP_MAX_CATS` (60) and the short name under `SREP_SHORTNAME_LEN` (32); a reputation line is exactly
+/// `<ip>,<category>,<score>` with the category below 60 and the score at most `SREP_MAX_VAL` (127), a netblock when
+/// the first field holds a `/`. The rule keyword is checked against `detect-iprep.c`'s `PARSE_REGEX`.
+#[test]
+fn suricata_networks_are_ip_reputation_cidrs_as_suricata_parses_them() {
+    let (_d, out) = written(Format::Suricata);
+    let is_comment = |l: &str| l.is_empty() || l.starts_with(['#', ' ', '\t', '\r']);
+    let cats = std::fs::read_to_string(out.join("iprep-categories.txt")).unwrap();
+    let mut names = std::collections::HashMap::new();
+    for line in cats.lines().filter(|l| !is_comment(l)) {
+        let mut f = line.splitn(3, ',');
+        let id: u8 = f.next().unwrap().parse().unwrap();
+        let name = f.next().expect("a short name");
+        assert!(id < 60 && !name.is_empty() && name.len() < 32, "{line}");
+        names.insert(name.to_string(), id);
+    }
+    let list = std::fs::read_to_string(out.join("iprep.list")).unwrap();
+    let mut nets = Vec::new();
+    for line in list.lines().filter(|l| !is_comment(l)) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 3, "{line}");
+        assert!(f[0].contains('/'), "a netblock: {line}");
+        let net: ipnet::IpNet = f[0].parse().unwrap();
+        let cat: u8 = f[1].parse().unwrap();
+        let score: u8 = f[2].parse().unwrap();
+        assert!(cat < 60 && names.values().any(|c| *c == cat) && score <= 127, "{line}");
+        nets.push(net);
+    }
+    // The plain list's range 62.34.18.1-62.34.18.9 as its CIDR cover; the /24 stays expanded in the dataset.
+    for want in ["62.34.18.1/32", "62.34.18.2/31", "62.34.18.4/30", "62.34.18.8/31"] {
+        assert!(nets.contains(&want.parse().unwrap()), "{want} in {nets:?}");
+    }
+    assert!(!nets.contains(&"62.34.17.0/24".parse().unwrap()));
+    let rules = std::fs::read_to_string(out.join("iocmatch.rules")).unwrap();
+    let keyword =
+        regex::Regex::new(r"iprep:\s*(any|src|dst|both)\s*,\s*([A-Za-z0-9\-_]+)\s*,\s*(<|>|=)\s*,\s*([0-9]+)\s*;")
+            .unwrap();
+    let used: Vec<String> = keyword.captures_iter(&rules).map(|c| c[2].to_string()).collect();
+    assert_eq!(used.len(), 2, "{rules}");
+    assert!(
+        used.iter().all(|n| names.contains_key(n)),
+        "the rules name a category of the file"
+    );
+    assert!(rules.contains("reputation-categories-file:") && rules.contains("- iprep.list"));
+}
+
+#[test]
+fn zeek_file_says_domains_match_exactly_and_the_suffix_script_uses_zeeks_own_events() {
+    let (_d, out) = written(Format::Zeek);
+    let text = std::fs::read_to_string(out).unwrap();
+    assert!(text.contains("subdomains are seen only with"), "{text}");
+    assert!(text.contains("deploy/zeek/iocmatch-domain-suffix.zeek"));
+    let script = std::fs::read_to_string("deploy/zeek/iocmatch-domain-suffix.zeek").unwrap();
+    // The handlers have the prototypes of Zeek's own `policy/frameworks/intel/seen/{dns,http-headers,ssl}.zeek`,
+    // and the Where values are those `where-locations.zeek` declares.
+    for line in [
+        "event dns_request(c: connection, msg: dns_msg, query: string, qtype: count, qclass: count)",
+        "event http_header(c: connection, is_orig: bool, name: string, value: string)",
+        "event ssl_extension_server_name(c: connection, is_orig: bool, names: string_vec)",
+        "DNS::IN_REQUEST",
+        "HTTP::IN_HOST_HEADER",
+        "SSL::IN_SERVER_NAME",
+        "$indicator_type=Intel::DOMAIN",
+        "while ( i + 1 < n )",
+    ] {
+        assert!(script.contains(line), "{line}");
+    }
+    // The walk it implements: from the second label while at least two labels remain.
+    let parents = |name: &str| -> Vec<String> {
+        let labels: Vec<&str> = name.split('.').collect();
+        (1..labels.len().saturating_sub(1))
+            .map(|i| labels[i..].join("."))
+            .collect()
+    };
+    assert_eq!(parents("a.b.evil.com"), ["b.evil.com", "evil.com"]);
+    assert!(parents("evil.com").is_empty());
+}

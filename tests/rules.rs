@@ -398,3 +398,183 @@ fn json_escapes_before_a_token_are_boundaries_in_json_lines_only() {
     assert!(!matches(&s, r"copied to C:\Users\nevil.com\x"));
     assert!(!matches(&s, r#"{"msg":"tevil.com"}"#));
 }
+
+/// A deterministic hex digest of `n` digits, different per `seed`.
+fn hex_digest(seed: u64, n: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x % 16) as u32, 16).unwrap()
+        })
+        .collect()
+}
+
+const DIGEST_TYPES: [(&str, usize); 20] = [
+    ("md5", 32),
+    ("sha1", 40),
+    ("sha224", 56),
+    ("sha256", 64),
+    ("sha384", 96),
+    ("sha512", 128),
+    ("imphash", 32),
+    ("ja3-fingerprint-md5", 32),
+    ("hassh-md5", 32),
+    ("hasshserver-md5", 32),
+    ("x509-fingerprint-md5", 32),
+    ("x509-fingerprint-sha1", 40),
+    ("x509-fingerprint-sha256", 64),
+    ("jarm-fingerprint", 62),
+    ("sha512/224", 56),
+    ("sha512/256", 64),
+    ("sha3-224", 56),
+    ("sha3-256", 64),
+    ("sha3-384", 96),
+    ("sha3-512", 128),
+];
+
+#[test]
+fn every_misp_digest_type_and_its_filename_composite_matches_whole_hex_tokens() {
+    for (i, (t, n)) in DIGEST_TYPES
+        .iter()
+        .chain(&[("authentihash", 64), ("tlsh", 70)])
+        .enumerate()
+    {
+        let h = hex_digest(i as u64 + 1, *n);
+        for s in [
+            snap(&[(t, &h)]),
+            snap(&[(&format!("filename|{t}"), &format!("a.exe|{h}"))]),
+        ] {
+            assert_eq!(
+                names(&s, &format!("{t}={} x", h.to_uppercase())),
+                std::slice::from_ref(&h),
+                "{t}"
+            );
+            assert_eq!(names(&s, &format!("\"{h}\"")), std::slice::from_ref(&h), "{t}");
+            // Look-alikes: the digest inside a longer hex or alphanumeric run, and one digit short.
+            for lookalike in [format!("a{h}"), format!("{h}0"), format!("x{h}g"), h[1..].to_string()] {
+                assert!(!matches(&s, &lookalike), "{t}: {lookalike}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_digest_of_one_length_never_matches_a_type_of_another() {
+    let jarm = hex_digest(7, 62);
+    let s = snap(&[("jarm-fingerprint", &jarm)]);
+    assert!(matches(&s, &format!("jarm {jarm}")));
+    assert!(!matches(&s, &format!("jarm {jarm}00")), "64 digits is no JARM");
+}
+
+#[test]
+fn x509_fingerprints_match_with_and_without_colons() {
+    let sha1 = "3a0c5f1e2d4b6a8c9e0f1a2b3c4d5e6f7a8b9c0d";
+    let colons: String = sha1
+        .as_bytes()
+        .chunks(2)
+        .map(|p| std::str::from_utf8(p).unwrap().to_uppercase())
+        .collect::<Vec<_>>()
+        .join(":");
+    // MISP stores the fingerprint without colons; a value pasted with them loads the same.
+    for value in [sha1.to_string(), colons.clone()] {
+        let s = snap(&[("x509-fingerprint-sha1", &value)]);
+        // Suricata EVE writes `tls.fingerprint` colon-separated.
+        let eve = format!(
+            r#"{{"timestamp":"2017-05-03T14:34:58.116245+0200","event_type":"tls","src_ip":"192.168.1.5","dest_ip":"93.184.216.34","dest_port":443,"proto":"TCP","tls":{{"subject":"CN=evil.example","issuerdn":"CN=evil.example","fingerprint":"{}","sni":"evil.example","version":"TLS 1.2"}}}}"#,
+            colons.to_lowercase()
+        );
+        assert_eq!(hits(&s, &eve), [(sha1.to_string(), colons.to_lowercase())]);
+        assert_eq!(names(&s, &format!("cert sha1={sha1}")), [sha1]);
+        // Look-alikes: one pair short, one pair more, glued to another pair or to a word.
+        let short = &colons[..colons.len() - 3];
+        for lookalike in [
+            format!("fp {short}"),
+            format!("fp {colons}:AA"),
+            format!("fp AA:{colons}"),
+            format!("fp x{colons}"),
+        ] {
+            assert!(!matches(&s, &lookalike), "{lookalike}");
+        }
+    }
+}
+
+#[test]
+fn x509_sha256_fingerprint_matches_a_real_zeek_ssl_line() {
+    let log = include_str!("../fixtures/logs/zeek__zeek__scripts.base.protocols.ssl.keyexchange__ssl-all.log");
+    let line = log.lines().nth(9).unwrap();
+    let fp = "b706ad178447821cc60aca1e0cd59697333a6178fd1c73f839fbdfb5b76bc507";
+    assert!(line.contains(fp));
+    let s = snap(&[("x509-fingerprint-sha256", fp)]);
+    assert_eq!(names(&s, line), [fp]);
+    let other = format!("{}8", &fp[..63]);
+    assert!(!matches(&snap(&[("x509-fingerprint-sha256", &other)]), line));
+}
+
+#[test]
+fn tlsh_matches_with_and_without_its_t1_prefix() {
+    let h = hex_digest(42, 70);
+    for value in [h.clone(), format!("T1{}", h.to_uppercase())] {
+        let s = snap(&[("tlsh", &value)]);
+        assert_eq!(
+            names(&s, &format!("tlsh=T1{} ok", h.to_uppercase())),
+            std::slice::from_ref(&h)
+        );
+        assert_eq!(names(&s, &format!("tlsh={h} ok")), std::slice::from_ref(&h));
+        for lookalike in [
+            format!("T2{h}"),
+            format!("xT1{h}"),
+            format!("T1{h}a"),
+            format!("T1{}", &h[1..]),
+        ] {
+            assert!(!matches(&s, &lookalike), "{lookalike}");
+        }
+    }
+}
+
+#[test]
+fn ssdeep_and_impfuzzy_match_exactly_as_printed() {
+    let ssdeep = "96:s4Ud1Lj96tHHlZDrwciQmA+4uy1I0G4HYuL8N3TzS8QsO/wqWXLcMSx:sF1LjEtHHlZDrw1mA+4uy1I0G4HYuL8N3T";
+    let impfuzzy = "24:8Ar0GIcIVotm7fbrJn0nNXK4JOovD9R38fKYlO6Z3XL:8AgGIVX7fbOnNXK4JFNR3ZlKp";
+    let s = snap(&[("ssdeep", ssdeep), ("impfuzzy", impfuzzy)]);
+    assert_eq!(names(&s, &format!("sample ssdeep={ssdeep},\"a.exe\"")), [ssdeep]);
+    assert_eq!(names(&s, &format!(r#"{{"impfuzzy":"{impfuzzy}"}}"#)), [impfuzzy]);
+    let case = ssdeep.replace("s4Ud", "S4Ud");
+    for lookalike in [
+        case.as_str(),
+        &format!("1{ssdeep}"),
+        &format!("{ssdeep}x"),
+        &format!("{ssdeep}:abc"),
+        &format!("x{ssdeep}"),
+        &ssdeep[..ssdeep.len() - 1],
+    ] {
+        assert!(!matches(&s, lookalike), "{lookalike}");
+    }
+}
+
+#[test]
+fn urls_with_an_ipv6_literal_host_match_any_form_of_the_address() {
+    let s = snap(&[("url", "http://[2001:db8::5]/gate.php")]);
+    for line in [
+        "GET http://[2001:db8::5]/gate.php HTTP/1.1",
+        "GET http://[2001:DB8:0:0:0:0:0:5]/gate.php?id=1",
+        r#"{"url":"http:\/\/[2001:db8::5]\/gate.php"}"#,
+        "[2001:db8::5]/gate.php",
+    ] {
+        assert_eq!(names(&s, line), ["[2001:db8::5]/gate.php"], "{line}");
+    }
+    for line in [
+        "http://[2001:db8::5]/gate.php2",
+        "http://[2001:db8::50]/gate.php",
+        "http://[2001:db8::5]/gate.phpx",
+        "http://[2001:db8::5]/Gate.php",
+        "http://2001:db8::5/gate.php",
+    ] {
+        assert!(!matches(&s, line), "{line}");
+    }
+    let port = snap(&[("url", "https://[2001:db8::5]:8443/x")]);
+    assert!(matches(&port, "https://[2001:db8::5]:8443/x"));
+    assert!(!matches(&port, "https://[2001:db8::5]/x"));
+}

@@ -1,10 +1,12 @@
 //! Zeek Intel framework files: tab-separated with a `#fields` header.
 //!
-//! Zeek's `Intel::DOMAIN` matches a name exactly, so a MISP `domain` exports as that one name: its subdomains are
-//! not covered by Zeek (iocmatch's own scorer applies the suffix rule).
+//! Zeek's `Intel::DOMAIN` matches a name exactly, while a MISP `domain` means the domain and its subdomains: the
+//! file holds each domain and hostname as MISP has it, and says in its header that subdomains need
+//! `deploy/zeek/iocmatch-domain-suffix.zeek`. x509 SHA-1 fingerprints are `Intel::CERT_HASH`; digests Zeek does not
+//! compute or see (imphash, JA3, other fingerprints, fuzzy hashes, ...) have no Zeek intel type and are left out.
 
 use super::{event_ref, summary, ExportMeta, Rendered};
-use crate::indicator::{Indicator, Value};
+use crate::indicator::{Indicator, Kind, Value};
 use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -61,12 +63,23 @@ pub(super) fn render(inds: &[&Indicator], meta: &ExportMeta) -> Rendered {
             }
             Value::Url(_) => row(i.value.name(), "Intel::URL"),
             Value::Email(e) => row(e.to_string(), "Intel::EMAIL"),
-            Value::Hash(_, h) => row(h.to_string(), "Intel::FILE_HASH"),
+            Value::Hash(kind, h) => {
+                // Zeek raises CERT_HASH for a certificate's SHA-1 only (`policy/frameworks/intel/seen/x509.zeek`).
+                if p.misp_type().ends_with("x509-fingerprint-sha1") {
+                    row(h.to_string(), "Intel::CERT_HASH");
+                } else if !matches!(kind, Kind::Digest | Kind::Fuzzy) {
+                    row(h.to_string(), "Intel::FILE_HASH");
+                }
+            }
         }
     }
     Rendered {
         name: String::new(),
-        header: format!("# {}\n", summary(meta, inds)),
+        header: format!(
+            "# {}\n# Intel::DOMAIN matches a name exactly: a MISP domain's subdomains are seen only with\n\
+             # deploy/zeek/iocmatch-domain-suffix.zeek loaded (it looks up each parent domain of DNS, HTTP and TLS names).\n",
+            summary(meta, inds)
+        ),
         body: body.into_bytes(),
     }
 }

@@ -8,7 +8,7 @@ mod normalize;
 mod refang;
 
 pub use normalize::{classify_plain, normalize_attribute, AttributeOutcome, RejectReason, Rejected};
-pub(crate) use normalize::{is_email_local_byte, is_host_byte};
+pub(crate) use normalize::{is_email_local_byte, is_fuzzy_byte, is_host_byte, TLSH_HEX};
 pub use refang::refang;
 
 use hashbrown::HashMap;
@@ -37,11 +37,16 @@ pub enum Kind {
     Sha256,
     Sha384,
     Sha512,
+    /// Any other hex digest a log can carry: imphash, JA3, HASSH, JARM, x509 fingerprints, SHA-3, SHA-512/t,
+    /// authentihash, TLSH. Not a file hash, so the file-hash exports leave it out.
+    Digest,
+    /// A context-triggered piecewise hash (`ssdeep`, `impfuzzy`): `blocksize:hash:hash`, compared exactly.
+    Fuzzy,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Domain,
         Kind::Hostname,
         Kind::Ipv4,
@@ -54,6 +59,8 @@ impl Kind {
         Kind::Sha256,
         Kind::Sha384,
         Kind::Sha512,
+        Kind::Digest,
+        Kind::Fuzzy,
     ];
 
     /// The short name used in reports, metrics labels and `--types` filters.
@@ -71,6 +78,8 @@ impl Kind {
             Kind::Sha256 => "sha256",
             Kind::Sha384 => "sha384",
             Kind::Sha512 => "sha512",
+            Kind::Digest => "digest",
+            Kind::Fuzzy => "fuzzy",
         }
     }
 
@@ -86,7 +95,7 @@ impl Kind {
         }
     }
 
-    /// The hash kind whose hex digest has `len` characters, if any.
+    /// The file-hash kind whose hex digest has `len` characters, if any: how a bare value in a plain list is typed.
     pub fn hash_for_len(len: usize) -> Option<Kind> {
         Some(match len {
             32 => Kind::Md5,
@@ -95,19 +104,6 @@ impl Kind {
             64 => Kind::Sha256,
             96 => Kind::Sha384,
             128 => Kind::Sha512,
-            _ => return None,
-        })
-    }
-
-    /// The ECS `file.hash.*` field of a hash kind, for the algorithms ECS names; `None` for the rest (their value is
-    /// in `indicator.name`).
-    pub fn ecs_hash_field(self) -> Option<&'static str> {
-        Some(match self {
-            Kind::Md5 => "md5",
-            Kind::Sha1 => "sha1",
-            Kind::Sha256 => "sha256",
-            Kind::Sha384 => "sha384",
-            Kind::Sha512 => "sha512",
             _ => return None,
         })
     }
@@ -150,7 +146,7 @@ pub enum Value {
     Url(Box<UrlParts>),
     /// A whole e-mail address, lower-cased.
     Email(Box<str>),
-    /// A lower-case hex digest; the kind follows from its length.
+    /// A digest: lower-case hex for the file hashes and [`Kind::Digest`], as given for [`Kind::Fuzzy`].
     Hash(Kind, Box<str>),
 }
 
@@ -278,6 +274,9 @@ pub struct Provenance {
     pub attribute_uuid: Option<Uuid>,
     /// MISP `timestamp` of the attribute, in Unix seconds, when known.
     pub timestamp: Option<std::num::NonZeroU32>,
+    /// The port of an `ip-dst|port` or `hostname|port` attribute (or a `host:port` list line): context for the
+    /// analyst, not part of the match.
+    pub port: Option<std::num::NonZeroU16>,
 }
 
 impl Provenance {

@@ -83,7 +83,7 @@ pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> Attri
         "email" | "email-src" | "email-dst" | "email-reply-to" | "whois-registrant-email" | "target-email" => {
             one(email(&value))
         }
-        "md5" | "sha1" | "sha224" | "sha256" | "sha384" | "sha512" => one(hash(&t, &value)),
+        h if digest_spec(h).is_some() => one(hash(h, &value)),
         "domain|ip" => match split(&value) {
             Ok((d, a)) => AttributeOutcome::Parts(vec![domain(d).map(|d| Value::Domain(d.into())), ip(a, policy)]),
             Err(e) => one(Err(e)),
@@ -92,9 +92,7 @@ pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> Attri
         "ip-src|port" | "ip-dst|port" => one(split(&value).and_then(|(a, _)| ip(a, policy))),
         "malware-sample" => one(split(&value).and_then(|(_, h)| hash("md5", h))),
         _ => match t.strip_prefix("filename|") {
-            Some(h @ ("md5" | "sha1" | "sha224" | "sha256" | "sha384" | "sha512")) => {
-                one(split(&value).and_then(|(_, v)| hash(h, v)))
-            }
+            Some(h) if digest_spec(h).is_some() => one(split(&value).and_then(|(_, v)| hash(h, v))),
             _ => AttributeOutcome::Unsupported,
         },
     }
@@ -256,6 +254,9 @@ fn url(raw: &str) -> Result<Value, Rejected> {
         Some(i) if v[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b)) => &v[i + 3..],
         _ => v.strip_prefix("//").unwrap_or(v),
     };
+    if let Some(bracketed) = no_scheme.strip_prefix('[') {
+        return url_v6_host(raw, bracketed);
+    }
     let host_end = no_scheme.find([':', '/', '?', '#']).unwrap_or(no_scheme.len());
     let (host, rest) = no_scheme.split_at(host_end);
     if host.contains('@') {
@@ -266,7 +267,12 @@ fn url(raw: &str) -> Result<Value, Rejected> {
     }
     let host = host.trim_end_matches('.');
     if host.is_empty() {
-        return Err(reject(RejectReason::Malformed, format!("URL {raw:?} has no host")));
+        let what = if v.starts_with('/') {
+            "is a path without a host"
+        } else {
+            "has no host"
+        };
+        return Err(reject(RejectReason::Malformed, format!("URL {raw:?} {what}")));
     }
     let host = if host.parse::<Ipv4Addr>().is_ok() {
         host.to_string()
@@ -279,6 +285,24 @@ fn url(raw: &str) -> Result<Value, Rejected> {
             format!("URL {raw:?} contains whitespace"),
         ));
     }
+    Ok(Value::url(host, rest))
+}
+
+/// A URL whose host is an IPv6 literal (`http://[2001:db8::5]/gate.php`, RFC 3986): the host is kept in canonical
+/// form, brackets included as ECS `url.domain` wants it, and compared as an address when matching.
+fn url_v6_host(raw: &str, bracketed: &str) -> Result<Value, Rejected> {
+    let bad = |why: &str| reject(RejectReason::Malformed, format!("URL {raw:?}: {why}"));
+    let (inner, rest) = bracketed
+        .split_once(']')
+        .ok_or_else(|| bad("no ']' after the IPv6 host"))?;
+    let addr: std::net::Ipv6Addr = inner.parse().map_err(|_| bad("the host is not an IPv6 address"))?;
+    if !(rest.is_empty() || rest.starts_with([':', '/', '?', '#'])) || rest.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Err(bad("unexpected text after the host"));
+    }
+    let host = match addr.to_ipv4_mapped() {
+        Some(v4) => v4.to_string(),
+        None => format!("[{addr}]"),
+    };
     Ok(Value::url(host, rest))
 }
 
@@ -305,23 +329,56 @@ pub(crate) fn is_email_local_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
 }
 
+/// How a digest type is stored and matched: its kind and hex length, or `None` for the fuzzy hashes, whose shape is
+/// `blocksize:hash:hash`. Covers every MISP type a raw log line can carry as a literal digest.
+fn digest_spec(misp_type: &str) -> Option<(Kind, Option<usize>)> {
+    let hex = |k, n| Some((k, Some(n)));
+    match misp_type {
+        "md5" => hex(Kind::Md5, 32),
+        "sha1" => hex(Kind::Sha1, 40),
+        "sha224" => hex(Kind::Sha224, 56),
+        "sha256" => hex(Kind::Sha256, 64),
+        "sha384" => hex(Kind::Sha384, 96),
+        "sha512" => hex(Kind::Sha512, 128),
+        "imphash" | "ja3-fingerprint-md5" | "hassh-md5" | "hasshserver-md5" | "x509-fingerprint-md5" => {
+            hex(Kind::Digest, 32)
+        }
+        "x509-fingerprint-sha1" => hex(Kind::Digest, 40),
+        "sha512/224" | "sha3-224" => hex(Kind::Digest, 56),
+        "jarm-fingerprint" => hex(Kind::Digest, 62),
+        "x509-fingerprint-sha256" | "authentihash" | "sha512/256" | "sha3-256" => hex(Kind::Digest, 64),
+        "tlsh" => hex(Kind::Digest, TLSH_HEX),
+        "sha3-384" => hex(Kind::Digest, 96),
+        "sha3-512" => hex(Kind::Digest, 128),
+        "ssdeep" | "impfuzzy" => Some((Kind::Fuzzy, None)),
+        _ => None,
+    }
+}
+
+/// Hex digits of a TLSH digest after its optional `T1` version prefix (TLSH 4), which is dropped at load and is
+/// optional in lines, so both printed forms match.
+pub(crate) const TLSH_HEX: usize = 70;
+
 fn hash(misp_type: &str, raw: &str) -> Result<Value, Rejected> {
-    let v = raw.trim().to_ascii_lowercase();
-    let kind = match misp_type {
-        "md5" => Kind::Md5,
-        "sha1" => Kind::Sha1,
-        "sha224" => Kind::Sha224,
-        "sha256" => Kind::Sha256,
-        "sha384" => Kind::Sha384,
-        _ => Kind::Sha512,
-    };
+    let (kind, len) = digest_spec(misp_type).expect("a digest type");
+    let v = raw.trim();
     if v.is_empty() {
         return Err(reject(RejectReason::Empty, "empty hash"));
+    }
+    let Some(want) = len else {
+        return fuzzy(raw, v);
+    };
+    let mut v = v.to_ascii_lowercase();
+    // x509 fingerprints are printed as colon-separated byte pairs; MISP stores them without the colons.
+    if v.len() % 3 == 2 && v.bytes().enumerate().all(|(i, b)| (b == b':') == (i % 3 == 2)) {
+        v.retain(|c| c != ':');
+    }
+    if misp_type == "tlsh" && v.len() == TLSH_HEX + 2 && v.starts_with("t1") {
+        v.drain(..2);
     }
     if let Some(c) = v.chars().find(|c| !c.is_ascii_hexdigit()) {
         return Err(reject(RejectReason::HashNonHex, format!("{raw:?} contains {c:?}")));
     }
-    let want = kind.hash_len().expect("hash kind");
     if v.len() != want {
         return Err(reject(
             RejectReason::HashWrongLength,
@@ -329,6 +386,31 @@ fn hash(misp_type: &str, raw: &str) -> Result<Value, Rejected> {
         ));
     }
     Ok(Value::Hash(kind, v.into()))
+}
+
+/// The bytes of a fuzzy hash's two base64 parts.
+pub(crate) fn is_fuzzy_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'/' || b == b'+'
+}
+
+/// `blocksize:hash:hash` as ssdeep and impfuzzy print it (MISP's own check), kept in its case: base64 is
+/// case-sensitive.
+fn fuzzy(raw: &str, v: &str) -> Result<Value, Rejected> {
+    let mut parts = v.split(':');
+    let ok = matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(n), Some(a), Some(b), None)
+            if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())
+                && !a.is_empty() && a.bytes().all(is_fuzzy_byte)
+                && !b.is_empty() && b.bytes().all(is_fuzzy_byte)
+    );
+    if !ok {
+        return Err(reject(
+            RejectReason::Malformed,
+            format!("{raw:?} is not blocksize:hash:hash"),
+        ));
+    }
+    Ok(Value::Hash(Kind::Fuzzy, v.into()))
 }
 
 #[cfg(test)]

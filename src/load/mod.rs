@@ -259,8 +259,17 @@ impl Loader {
                 m
             }
         };
+        let port = raw
+            .misp_type
+            .to_ascii_lowercase()
+            .ends_with("|port")
+            .then(|| raw.value.rsplit_once('|'))
+            .flatten()
+            .and_then(|(_, p)| p.trim().parse().ok())
+            .and_then(std::num::NonZeroU16::new);
         Provenance {
             meta,
+            port,
             attribute_uuid: raw.uuid.as_deref().and_then(Uuid::parse),
             timestamp: raw
                 .timestamp

@@ -5,7 +5,10 @@
 //! in the indicator's provenance (`misp.attribute.comment` in hits).
 
 use super::{LoadError, Loader, RawAttribute};
-use crate::indicator::{classify_plain, normalize_attribute, AttributeOutcome, EventMeta, Policy};
+use crate::indicator::{
+    classify_plain, is_host_byte, normalize_attribute, refang, AttributeOutcome, EventMeta, Policy,
+};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
@@ -17,9 +20,13 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
             continue;
         }
         let (value, comment) = value_and_comment(line, loader.policy());
+        let (misp_type, value) = match classify_plain(value) {
+            "domain" => host_port(value).unwrap_or_else(|| ("domain", value.to_string())),
+            t => (t, value.to_string()),
+        };
         loader.add_attribute(RawAttribute {
-            misp_type: classify_plain(value).to_string(),
-            value: value.to_string(),
+            misp_type: misp_type.to_string(),
+            value,
             to_ids: true,
             deleted: false,
             event: event.clone(),
@@ -48,6 +55,24 @@ fn value_and_comment<'a>(line: &'a str, policy: &Policy) -> (&'a str, Option<&'a
         value.trim_matches('"'),
         Some(comment.trim_matches('"')).filter(|c| !c.is_empty()),
     )
+}
+
+/// `IP:port`, `[IPv6]:port` and `host:port`, as maltrail trails and abuse.ch-style C2 lists write them, in MISP's
+/// `ip-dst|port` / `hostname|port` form: the host is the indicator and the port goes into the provenance.
+fn host_port(value: &str) -> Option<(&'static str, String)> {
+    let value = refang(value);
+    let (host, port) = value.rsplit_once(':')?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|_| port.bytes().all(|b| b.is_ascii_digit()))?;
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<Ipv6Addr>().ok()?;
+        return Some(("ip-dst|port", format!("{v6}|{port}")));
+    }
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Some(("ip-dst|port", format!("{host}|{port}")));
+    }
+    (host.contains('.') && host.bytes().all(is_host_byte)).then(|| ("hostname|port", format!("{host}|{port}")))
 }
 
 fn valid_whole(word: &str, policy: &Policy) -> bool {
@@ -81,5 +106,33 @@ mod tests {
         }
         let line = format!("{hash};Emotet loader, 2024");
         assert_eq!(value_and_comment(&line, &p), (hash, Some("Emotet loader, 2024")));
+    }
+
+    #[test]
+    fn host_port_lines_become_misp_port_composites() {
+        use super::host_port;
+        assert_eq!(host_port("1.2.3.4:8080"), Some(("ip-dst|port", "1.2.3.4|8080".into())));
+        assert_eq!(
+            host_port("[2001:db8::1]:443"),
+            Some(("ip-dst|port", "2001:db8::1|443".into()))
+        );
+        assert_eq!(
+            host_port("c2.evil.com:8443"),
+            Some(("hostname|port", "c2.evil.com|8443".into()))
+        );
+        assert_eq!(
+            host_port("c2.evil[.]com:8443"),
+            Some(("hostname|port", "c2.evil.com|8443".into()))
+        );
+        for not in [
+            "evil.com",
+            "1.2.3.4:99999",
+            "1.2.3.4:",
+            "evil.com:http",
+            "localhost:80",
+            "a b.com:1",
+        ] {
+            assert_eq!(host_port(not), None, "{not}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! it are parsed as IPv4; alphanumeric runs of a digest's length are probed as hashes. IPv6 needs `:` and is found in
 //! a second pass only over lines that have a colon.
 
-use crate::indicator::{is_email_local_byte, is_host_byte, Kind};
+use crate::indicator::{is_email_local_byte, is_fuzzy_byte, is_host_byte, Value, TLSH_HEX};
 use crate::snapshot::ids::NONE;
 use crate::snapshot::keys::{hash_key, RevHasher};
 use crate::snapshot::Snapshot;
@@ -81,8 +81,29 @@ pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
     if !snap.hashes.is_empty() && n >= 32 {
         hash_runs(snap, line, json, hits);
     }
-    if (want_v4 || snap.ips.has_v6()) && memchr::memchr(b':', line).is_some() {
-        ipv6_in_line(snap, line, json, hits);
+    let v6 = want_v4 || snap.ips.has_v6() || !snap.v6_urls.is_empty();
+    let colon_digests = snap.has_hash_len(32) || snap.has_hash_len(40) || snap.has_hash_len(64);
+    if (v6 || colon_digests || snap.has_fuzzy) && memchr::memchr(b':', line).is_some() {
+        if v6 {
+            ipv6_in_line(snap, line, json, hits);
+        }
+        if colon_digests && n >= 47 {
+            colon_pair_digests(snap, line, hits);
+        }
+        if snap.has_fuzzy {
+            fuzzy_hashes(snap, line, hits);
+        }
+    }
+}
+
+/// Pushes a digest hit and the other indicators with the same digest text.
+#[inline]
+fn push_digest(snap: &Snapshot, hits: &mut Vec<Hit>, id: u32, start: usize, end: usize) {
+    push(hits, id, start, end);
+    if let Some(more) = snap.hash_extra.get(&id) {
+        for &other in more {
+            push(hits, other, start, end);
+        }
     }
 }
 
@@ -217,13 +238,96 @@ fn hash_runs(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
             // An escape's letters are alphanumeric, so they are inside the run; the run starts after them.
             s = past_escape(line, s).min(e);
         }
-        if Kind::hash_for_len(e - s).is_some() && line[s..e].iter().all(u8::is_ascii_hexdigit) {
-            let run = &line[s..e];
+        let len = e.saturating_sub(s);
+        // TLSH 4 prints a `T1` version before its hex; the digest is stored without it.
+        let tlsh_v1 = len == TLSH_HEX + 2 && line[s] | 0x20 == b't' && line[s + 1] == b'1';
+        let digits = if tlsh_v1 { s + 2 } else { s };
+        if snap.has_hash_len(e - digits) && line[digits..e].iter().all(u8::is_ascii_hexdigit) {
+            let run = &line[digits..e];
             if let Some(&id) = snap.hashes.get(hash_key(run), run) {
-                push(hits, id, s, e);
+                push_digest(snap, hits, id, s, e);
             }
         }
         k = e.div_ceil(32) * 32;
+    }
+}
+
+/// A digest printed as colon-separated byte pairs (`AB:CD:...`, as x509 tools print fingerprints): 16, 20 or 32
+/// pairs, touching no alphanumeric byte or further colon on either side.
+fn colon_pair_digests(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+    let n = line.len();
+    let hex = |k: usize| k < n && line[k].is_ascii_hexdigit();
+    let mut pos = 0;
+    while let Some(off) = memchr::memchr(b':', &line[pos..]) {
+        let c = pos + off;
+        pos = c + 1;
+        if c < 2 || !hex(c - 1) || !hex(c - 2) {
+            continue;
+        }
+        let s = c - 2;
+        if s > 0 && (line[s - 1].is_ascii_alphanumeric() || line[s - 1] == b':') {
+            continue;
+        }
+        let mut digest = [0u8; 64];
+        let mut pairs = 0;
+        let mut j = s;
+        while pairs < 32 && hex(j) && hex(j + 1) {
+            digest[pairs * 2] = line[j].to_ascii_lowercase();
+            digest[pairs * 2 + 1] = line[j + 1].to_ascii_lowercase();
+            pairs += 1;
+            j += 2;
+            if j < n && line[j] == b':' && hex(j + 1) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        pos = pos.max(j);
+        if j < n && (line[j].is_ascii_alphanumeric() || line[j] == b':') {
+            continue;
+        }
+        let digest = &digest[..pairs * 2];
+        if matches!(pairs, 16 | 20 | 32) && snap.has_hash_len(digest.len()) {
+            if let Some(&id) = snap.hashes.get(hash_key(digest), digest) {
+                push_digest(snap, hits, id, s, j);
+            }
+        }
+    }
+}
+
+/// Fuzzy hashes (`ssdeep`, `impfuzzy`) as printed: `blocksize:base64:base64`, touching no base64 byte or colon on
+/// either side, compared exactly (base64 is case-sensitive).
+fn fuzzy_hashes(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+    let n = line.len();
+    let mut pos = 0;
+    while let Some(off) = memchr::memchr(b':', &line[pos..]) {
+        let c = pos + off;
+        pos = c + 1;
+        let mut s = c;
+        while s > 0 && line[s - 1].is_ascii_digit() {
+            s -= 1;
+        }
+        if s == c || (s > 0 && (is_fuzzy_byte(line[s - 1]) || line[s - 1] == b':')) {
+            continue;
+        }
+        let run = |from: usize| from + line[from..].iter().take_while(|b| is_fuzzy_byte(**b)).count();
+        let mid = run(c + 1);
+        if mid == c + 1 || mid >= n || line[mid] != b':' {
+            continue;
+        }
+        let e = run(mid + 1);
+        if e == mid + 1 || line.get(e) == Some(&b':') {
+            continue;
+        }
+        pos = e;
+        let text = &line[s..e];
+        if let Some(&id) = snap.hashes.get(hash_key(text), text) {
+            for id in std::iter::once(id).chain(snap.hash_extra.get(&id).into_iter().flatten().copied()) {
+                if matches!(&snap.indicator(id).value, Value::Hash(_, v) if v.as_bytes() == text) {
+                    push(hits, id, s, e);
+                }
+            }
+        }
     }
 }
 
@@ -341,6 +445,13 @@ fn ipv6_in_line(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
         let Some(a) = parsed else { continue };
         let end = s + run.len();
         snap.ips.lookup_v6(a, |id| push(hits, id, s, end));
+        if s > 0 && line[s - 1] == b'[' && line.get(end) == Some(&b']') {
+            for (rest, id) in snap.v6_urls.get(&a).into_iter().flatten() {
+                if let Some(m_end) = url_rest_at(line, end + 1, rest) {
+                    push(hits, *id, s - 1, m_end);
+                }
+            }
+        }
         if let Some(v4) = a.to_ipv4_mapped() {
             snap.ips.lookup_v4(v4, |id| push(hits, id, s, end));
         }

@@ -47,11 +47,34 @@ pub fn indicator_fields(ind: &Indicator) -> Json {
         Value::Email(e) => {
             o.insert("email".into(), json!({ "address": e }));
         }
-        Value::Hash(k, h) => {
-            if let Some(field) = k.ecs_hash_field() {
-                o.insert("file".into(), json!({ "hash": { field: h } }));
+        Value::Hash(_, h) => {
+            let misp_type = ind.provenance.misp_type().to_ascii_lowercase();
+            let algo = misp_type.strip_prefix("filename|").unwrap_or(&misp_type);
+            match algo {
+                "md5" | "sha1" | "sha256" | "sha384" | "sha512" | "ssdeep" | "tlsh" => {
+                    o.insert("file".into(), json!({ "hash": { algo: h } }));
+                }
+                "malware-sample" => {
+                    o.insert("file".into(), json!({ "hash": { "md5": h } }));
+                }
+                "imphash" => {
+                    o.insert("file".into(), json!({ "pe": { "imphash": h } }));
+                }
+                t if t.starts_with("x509-fingerprint-") => {
+                    o.insert("type".into(), json!("x509-certificate"));
+                }
+                // TLS client and server fingerprints identify software, not a file.
+                t if t.starts_with("ja3") || t.starts_with("hassh") || t.starts_with("jarm") => {
+                    o.insert("type".into(), json!("software"));
+                }
+                // ECS has no field for the other digests (sha224, SHA-3, SHA-512/t, authentihash, impfuzzy):
+                // `name` carries the value and `misp.attribute.type` the algorithm.
+                _ => {}
             }
         }
+    }
+    if let Some(port) = ind.provenance.port {
+        o.insert("port".into(), json!(port.get()));
     }
     let tags = ind.provenance.all_tags();
     let tlp = tags

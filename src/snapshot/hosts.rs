@@ -16,11 +16,14 @@ pub struct HostEntry {
     pub extra: u32,
 }
 
+/// The URLs of one host: the rest after the host (port, path, query), compared exactly, and the indicator id.
+pub type UrlRests = Vec<(Box<[u8]>, u32)>;
+
 /// URLs and e-mail addresses whose host is this key.
 #[derive(Debug, Default, Clone)]
 pub struct HostExtra {
     /// The rest of the URL after the host (port, path, query), compared exactly.
-    pub urls: Vec<(Box<[u8]>, u32)>,
+    pub urls: UrlRests,
     /// The lower-cased local part of the address.
     pub emails: Vec<(Box<[u8]>, u32)>,
 }

@@ -13,10 +13,12 @@ pub mod ips;
 pub mod keys;
 
 use crate::indicator::{Indicator, IndicatorSet, Kind, Value};
+use hashbrown::HashMap;
 use hosts::HostTable;
 use ips::IpTable;
 use keys::KeyTable;
 use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A compiled, immutable indicator set.
@@ -29,6 +31,14 @@ pub struct Snapshot {
     counts: BTreeMap<Kind, usize>,
     pub(crate) hosts: HostTable,
     pub(crate) hashes: KeyTable<u32>,
+    /// The other indicators whose digest has the same lower-case text as the one in `hashes` (an md5 also entered
+    /// as an imphash, or fuzzy hashes that differ only in case): rare, so a side map.
+    pub(crate) hash_extra: HashMap<u32, Vec<u32>>,
+    /// Bit `n` is set when some hex digest has `n` digits: the scanner probes only runs of those lengths.
+    hash_lens: [u64; 3],
+    pub(crate) has_fuzzy: bool,
+    /// URLs whose host is an IPv6 literal, by address, so any textual form of the address matches.
+    pub(crate) v6_urls: HashMap<Ipv6Addr, hosts::UrlRests>,
     pub(crate) ips: IpTable,
     pub(crate) has_emails: bool,
 }
@@ -49,18 +59,38 @@ impl Snapshot {
         let mut hashes = KeyTable::with_capacity(indicators.len() - host_keys);
         let mut ips = IpTable::default();
         let mut has_emails = false;
+        let mut hash_extra: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut hash_lens = [0u64; 3];
+        let mut has_fuzzy = false;
+        let mut v6_urls: HashMap<Ipv6Addr, hosts::UrlRests> = HashMap::new();
         for (id, ind) in indicators.iter().enumerate() {
             let id = id as u32;
             match &ind.value {
                 Value::Domain(d) => hosts.add_domain(d, id),
                 Value::Hostname(h) => hosts.add_hostname(h, id),
-                Value::Url(u) => hosts.add_url(&u.host, &u.rest, id),
+                Value::Url(u) => match u.host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                    Some(v6) => v6_urls
+                        .entry(v6.parse().expect("validated IPv6 URL host"))
+                        .or_default()
+                        .push((u.rest.as_bytes().into(), id)),
+                    None => hosts.add_url(&u.host, &u.rest, id),
+                },
                 Value::Email(e) => {
                     let (local, host) = e.rsplit_once('@').expect("validated e-mail");
                     hosts.add_email(local, host, id);
                     has_emails = true;
                 }
-                Value::Hash(_, h) => *hashes.entry_or_insert_with(h.as_bytes(), || id) = id,
+                Value::Hash(kind, h) => {
+                    if *kind == Kind::Fuzzy {
+                        has_fuzzy = true;
+                    } else if h.len() < 192 {
+                        hash_lens[h.len() / 64] |= 1 << (h.len() % 64);
+                    }
+                    let first = *hashes.entry_or_insert_with(h.to_ascii_lowercase().as_bytes(), || id);
+                    if first != id {
+                        hash_extra.entry(first).or_default().push(id);
+                    }
+                }
                 Value::Net(n) => ips.add_net(*n, id),
                 Value::Range(r) => ips.add_range(r.0, r.1, id),
             }
@@ -76,9 +106,19 @@ impl Snapshot {
             counts,
             hosts,
             hashes,
+            hash_extra,
+            hash_lens,
+            has_fuzzy,
+            v6_urls,
             ips,
             has_emails,
         }
+    }
+
+    /// Whether some hex digest indicator has `len` digits.
+    #[inline(always)]
+    pub(crate) fn has_hash_len(&self, len: usize) -> bool {
+        len < 192 && self.hash_lens[len / 64] & (1 << (len % 64)) != 0
     }
 
     /// A snapshot that matches nothing: what a service serves before its first successful load.
