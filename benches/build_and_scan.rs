@@ -2,8 +2,8 @@
 //! type. Run with `cargo bench --bench build_and_scan`; the README's performance table cites these groups.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use iocmatch::bench::{generate, indicator_set, WorkloadSpec};
 use iocmatch::scan::scan_buffer;
-use iocmatch::workload::{generate, indicator_set, WorkloadSpec};
 use iocmatch::Snapshot;
 use std::time::Duration;
 
@@ -17,12 +17,7 @@ fn build(c: &mut Criterion) {
     let mut g = c.benchmark_group("build");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     for &(n, name) in SIZES {
-        let w = generate(&WorkloadSpec {
-            seed: 1,
-            indicators: n,
-            lines: 0,
-            hit_rate: 0.0,
-        });
+        let w = generate(&WorkloadSpec::indicators_only(1, n));
         let set = indicator_set(&w.indicators);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(name, |b| {
@@ -36,12 +31,7 @@ fn scan(c: &mut Criterion) {
     let mut g = c.benchmark_group("scan");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     for &(n, name) in SIZES {
-        let w = generate(&WorkloadSpec {
-            seed: 1,
-            indicators: n,
-            lines: 100_000,
-            hit_rate: 0.01,
-        });
+        let w = generate(&WorkloadSpec::scan(1, n, 100_000));
         let snap = w.snapshot();
         g.throughput(Throughput::Bytes(w.lines.len() as u64));
         g.bench_function(name, |b| b.iter(|| scan_all(&snap, &w.lines)));
@@ -55,12 +45,7 @@ type LinePicker = fn(&str) -> bool;
 /// Scan cost per log format: the same 100k indicators, lines of one format at a time (selected by a marker each
 /// format's lines carry).
 fn scan_per_format(c: &mut Criterion) {
-    let w = generate(&WorkloadSpec {
-        seed: 3,
-        indicators: 100_000,
-        lines: 200_000,
-        hit_rate: 0.01,
-    });
+    let w = generate(&WorkloadSpec::scan(3, 100_000, 200_000));
     let snap = w.snapshot();
     let text = String::from_utf8(w.lines).unwrap();
     let formats: [(&str, LinePicker); 6] = [
@@ -83,12 +68,7 @@ fn scan_per_format(c: &mut Criterion) {
 
 /// Scan cost per indicator type: a snapshot holding only one type, over the same mixed lines.
 fn scan_per_type(c: &mut Criterion) {
-    let w = generate(&WorkloadSpec {
-        seed: 4,
-        indicators: 100_000,
-        lines: 100_000,
-        hit_rate: 0.01,
-    });
+    let w = generate(&WorkloadSpec::scan(4, 100_000, 100_000));
     let mut g = c.benchmark_group("scan_type");
     g.sample_size(10).measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Bytes(w.lines.len() as u64));

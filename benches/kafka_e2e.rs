@@ -14,7 +14,7 @@
 #[path = "../tests/common/kafka.rs"]
 mod kafka;
 
-use iocmatch::workload::{generate, Workload, WorkloadSpec};
+use iocmatch::bench::{generate, Workload, WorkloadSpec};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
@@ -152,9 +152,24 @@ fn measure(storage: &str, w: &Workload, n: usize) -> Option<Row> {
             }
         }
     });
-    rt.block_on(iocmatch::stream::run(cfg, async {
-        let _ = done_rx.await;
-    }))
+    // The service as `iocmatch run` connects it, less MISP: a refresher over the local indicator file, its cell.
+    rt.block_on(async {
+        let shutdown = iocmatch::shutdown::Shutdown::new();
+        let settings = iocmatch::stream::Settings::from_config(&cfg).unwrap();
+        let mut refresher = iocmatch::refresh::Refresher::new(cfg).unwrap();
+        refresher.start().await.unwrap();
+        let inputs = iocmatch::stream::Inputs {
+            cell: refresher.cell(),
+            refresh: refresher.metrics.clone(),
+            sightings: None,
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = done_rx.await;
+            stop.trigger();
+        });
+        iocmatch::stream::run(settings, inputs, shutdown).await
+    })
     .unwrap();
     let (secs, e2e_cpu, hits) = watcher.join().unwrap();
     Some(Row {
@@ -174,12 +189,7 @@ fn main() {
     let n: usize = env("IOCMATCH_E2E_LINES", 100_000);
     let hit_rate: f64 = env("IOCMATCH_E2E_HIT_RATE", 0.01);
     let engines: String = env("IOCMATCH_E2E_STORAGE", "memory://tansu/,sqlite://tansu.db".to_string());
-    let w = generate(&WorkloadSpec {
-        seed: 11,
-        indicators: 100_000,
-        lines: n,
-        hit_rate,
-    });
+    let w = generate(&WorkloadSpec::scan(11, 100_000, n).with_hit_rate(hit_rate));
     let rows: Vec<Row> = engines.split(',').filter_map(|e| measure(e.trim(), &w, n)).collect();
     println!(
         "kafka_e2e: {n} lines ({:.1} MB), {} with a planted indicator, 100k indicators, 2 partitions, broker on the same 2 cores",

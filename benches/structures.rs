@@ -11,19 +11,14 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use iocmatch::bench::{generate, indicator_set, GenIndicator, WorkloadSpec};
 use iocmatch::scan::scan_buffer;
-use iocmatch::workload::{generate, indicator_set, GenIndicator, WorkloadSpec};
 use iocmatch::Snapshot;
 use std::collections::HashSet;
 use std::time::Duration;
 
 fn domains(n: usize) -> (Vec<GenIndicator>, Vec<u8>) {
-    let w = generate(&WorkloadSpec {
-        seed: 9,
-        indicators: n * 2,
-        lines: 50_000,
-        hit_rate: 0.01,
-    });
+    let w = generate(&WorkloadSpec::scan(9, n * 2, 50_000));
     let d: Vec<GenIndicator> = w
         .indicators
         .into_iter()

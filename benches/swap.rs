@@ -3,9 +3,9 @@
 //! second (the goal) and every 10 ms (a stress case where the other core rebuilds non-stop).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use iocmatch::refresh::SnapshotCell;
+use iocmatch::bench::{generate, indicator_set, WorkloadSpec};
 use iocmatch::scan::scan_buffer;
-use iocmatch::workload::{generate, indicator_set, WorkloadSpec};
+use iocmatch::snapshot::SnapshotCell;
 use iocmatch::Snapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,12 +32,7 @@ fn memchr_next_line(buf: &[u8], at: usize) -> usize {
 }
 
 fn swap(c: &mut Criterion) {
-    let w = generate(&WorkloadSpec {
-        seed: 5,
-        indicators: 100_000,
-        lines: 100_000,
-        hit_rate: 0.01,
-    });
+    let w = generate(&WorkloadSpec::scan(5, 100_000, 100_000));
     let set = indicator_set(&w.indicators);
     let cell = Arc::new(SnapshotCell::new(Snapshot::build(set.clone(), 1)));
     let mut g = c.benchmark_group("swap");

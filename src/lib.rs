@@ -10,6 +10,7 @@
 //! refresh/ pulls MISP and feeds, validates, swaps snapshots, keeps the last-good cache (I/O edge)
 //! stream/  the Kafka service: consume, score, produce hits, commit after acknowledgement (I/O edge)
 //! export/  renders a snapshot for Zeek, Suricata, nftables, ipset, RPZ, CSV, JSON lines
+//! bench/   beside the flow: deterministic workloads and scan measurements for sizing
 //! ```
 //!
 //! ```
@@ -34,17 +35,19 @@
 //! Everything except the I/O edges (and `Loader::load_path`) is pure: it takes bytes and returns values, so it is
 //! unit-tested and benchmarked without touching the file system or the network.
 
+pub mod atomic_write;
+pub mod bench;
 pub mod config;
 pub mod export;
 pub mod indicator;
 pub mod load;
 pub mod refresh;
 pub mod scan;
+pub mod shutdown;
 pub mod sink;
 pub mod snapshot;
 pub mod source;
 pub mod stream;
-pub mod workload;
 
 pub use indicator::{Indicator, IndicatorSet, Kind, Policy, Provenance, Value};
 pub use snapshot::Snapshot;

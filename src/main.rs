@@ -61,6 +61,22 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
+/// The error and its causes on one line, each cause once: library errors often name their source in their own
+/// message already, and repeating it ("No such file or directory: No such file or directory") helps no one.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
@@ -79,7 +95,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("iocmatch: error: {e:#}");
+            eprintln!("iocmatch: error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }

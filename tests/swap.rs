@@ -1,8 +1,8 @@
 //! Swap under load: a scorer scores lines continuously while the refresher swaps 100 snapshots in.
 
 use iocmatch::indicator::{Indicator, IndicatorSet, Provenance, Value};
-use iocmatch::refresh::SnapshotCell;
 use iocmatch::scan::scan_line;
+use iocmatch::snapshot::SnapshotCell;
 use iocmatch::Snapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

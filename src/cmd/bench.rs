@@ -3,8 +3,7 @@
 //! cores, and hits found against hits planted. `--compare` runs `grep -F -f` and `rg -F -f` on the same files.
 
 use anyhow::{bail, Context, Result};
-use iocmatch::scan::{scan_buffer, ScanStats};
-use iocmatch::workload::{generate, indicator_set, GenIndicator, Workload, WorkloadSpec};
+use iocmatch::bench::{best_scan, generate, indicator_set, literal, Workload, WorkloadSpec};
 use iocmatch::Snapshot;
 use serde::Serialize;
 use std::io::Write;
@@ -103,51 +102,6 @@ fn trim_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-fn scan_threads(snap: &Snapshot, buf: &[u8], threads: usize) -> ScanStats {
-    let parts = split_lines(buf, threads);
-    let mut total = ScanStats::default();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|p| s.spawn(move || scan_buffer(snap, p, 1 << 20)))
-            .collect();
-        for h in handles {
-            total.merge(&h.join().expect("scan thread"));
-        }
-    });
-    total
-}
-
-/// Splits a buffer into `n` pieces on line boundaries.
-fn split_lines(buf: &[u8], n: usize) -> Vec<&[u8]> {
-    let mut out = Vec::with_capacity(n);
-    let mut start = 0;
-    for i in 1..=n {
-        let mut end = if i == n {
-            buf.len()
-        } else {
-            (buf.len() * i / n).max(start)
-        };
-        if end < buf.len() {
-            end = memchr::memchr(b'\n', &buf[end..]).map_or(buf.len(), |j| end + j + 1);
-        }
-        out.push(&buf[start..end]);
-        start = end;
-    }
-    out
-}
-
-fn best_scan(snap: &Snapshot, buf: &[u8], threads: usize, repeat: usize) -> (f64, ScanStats) {
-    let mut best = f64::MAX;
-    let mut stats = ScanStats::default();
-    for _ in 0..repeat.max(1) {
-        let t = Instant::now();
-        stats = scan_threads(snap, buf, threads);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    (best, stats)
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -352,15 +306,6 @@ fn run_tool(tool: &str, dir: &Path, mb: f64, ours: f64) -> ToolRow {
     row
 }
 
-/// The literal text of each indicator, as a literal-only tool would be given it.
-fn literal(g: &GenIndicator) -> Option<String> {
-    match g.misp_type {
-        "url" => Some(g.value.trim_start_matches("http://").to_string()),
-        "ip-dst" if g.value.contains('/') => None,
-        _ => Some(g.value.clone()),
-    }
-}
-
 fn write_workload(dir: &Path, w: &Workload) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("logs.txt"), &w.lines).with_context(|| format!("writing {}", dir.display()))?;
@@ -404,13 +349,5 @@ mod tests {
         assert_eq!(parse_size("1M").unwrap(), 1_000_000);
         assert_eq!(parse_size("2.5M").unwrap(), 2_500_000);
         assert!(parse_size("x").is_err());
-    }
-
-    #[test]
-    fn split_lines_keeps_every_byte_on_line_boundaries() {
-        let buf = b"a\nbb\nccc\ndddd\ne";
-        let parts = split_lines(buf, 3);
-        assert_eq!(parts.concat(), buf);
-        assert!(parts[..2].iter().all(|p| p.is_empty() || p.ends_with(b"\n")));
     }
 }

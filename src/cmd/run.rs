@@ -1,9 +1,15 @@
-//! `iocmatch run`: the Kafka service. SIGTERM or SIGINT stops consuming, drains, commits and exits 0.
+//! `iocmatch run`: the Kafka service. This is where its parts are connected: the refresher (with the MISP push
+//! consumer and the sightings reporter) keeps the snapshot cell current, and `stream::run` scores with that cell.
+//! SIGTERM or SIGINT fires the one shutdown signal every part holds; the service drains, commits and exits 0.
 
 use anyhow::{Context, Result};
 use iocmatch::config::Config;
+use iocmatch::refresh::{sightings, Refresher};
+use iocmatch::shutdown::Shutdown;
+use iocmatch::stream::{self, Inputs, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -12,7 +18,7 @@ pub struct RunArgs {
     pub config: PathBuf,
 }
 
-async fn shutdown_signal() {
+async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -30,8 +36,62 @@ async fn shutdown_signal() {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
+    let settings = Settings::from_config(&cfg)?;
     let rt = super::runtime()?;
-    rt.block_on(iocmatch::stream::run(cfg, shutdown_signal()))
-        .context("iocmatch run")?;
+    rt.block_on(serve(cfg, settings)).context("iocmatch run")?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(cfg: Config, settings: Settings) -> Result<()> {
+    let shutdown = Shutdown::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            stop_signal().await;
+            shutdown.trigger();
+        }
+    });
+    let reporter = match &cfg.misp {
+        Some(mc) if mc.sightings => Some(sightings::spawn(
+            mc,
+            settings.kafka.sighting_interval_secs,
+            shutdown.clone(),
+        )?),
+        _ => None,
+    };
+    let mut refresher = Refresher::new(cfg)?;
+    refresher.check_key().await;
+    match refresher.start().await {
+        Ok((from, r)) => tracing::info!(
+            ?from,
+            version = r.version,
+            indicators = r.total,
+            "first snapshot loaded"
+        ),
+        Err(e) => tracing::error!("no indicators yet ({e}); serving an empty snapshot until a refresh succeeds"),
+    }
+    let push = match &settings.kafka.misp_push_topic {
+        Some(topic) => Some(stream::push::spawn(&settings.kafka, topic, shutdown.clone())?),
+        None => None,
+    };
+    let (push_rx, push_task) = push.unzip();
+    let (sightings_tx, sightings_task) = reporter.unzip();
+    let inputs = Inputs {
+        cell: refresher.cell(),
+        refresh: refresher.metrics.clone(),
+        sightings: sightings_tx,
+    };
+    let refresh_task = tokio::spawn(refresher.run(shutdown.clone(), push_rx));
+    let served = stream::run(settings, inputs, shutdown.clone()).await;
+    shutdown.trigger();
+    let rest = async {
+        let _ = refresh_task.await;
+        for t in push_task.into_iter().chain(sightings_task) {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), rest).await.is_err() {
+        tracing::warn!("the refresher, push consumer or sightings reporter did not stop within 5 s");
+    }
+    Ok(served?)
 }

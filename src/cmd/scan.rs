@@ -3,7 +3,7 @@
 
 use super::IocArgs;
 use anyhow::{Context, Result};
-use iocmatch::scan::{for_each_line, ScanStats};
+use iocmatch::scan::{Hit, LineScanner, ScanStats, Sink};
 use iocmatch::sink::{ecs, OutputFormat};
 use iocmatch::source::{open_input, Chunk, ChunkReader};
 use iocmatch::Snapshot;
@@ -170,32 +170,43 @@ fn scan_input(
     }
 }
 
-fn scan_chunk(snap: &Snapshot, chunk: &Chunk, args: &ScanArgs, path: Option<&str>) -> (Vec<u8>, ScanStats) {
-    let mut out = Vec::new();
-    let mut stats = ScanStats {
-        truncated_lines: chunk.truncated,
-        ..Default::default()
-    };
-    for_each_line(
-        snap,
-        &chunk.data,
-        args.max_line_bytes,
-        &mut stats,
-        |pos, line, hits| match args.output {
+/// Writes each line with hits as `scan --output` says, into the chunk's output buffer (kept in input order).
+struct OutputSink<'a> {
+    out: Vec<u8>,
+    format: OutputFormat,
+    chunk_offset: u64,
+    path: Option<&'a str>,
+}
+
+impl Sink for OutputSink<'_> {
+    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[Hit]) {
+        match self.format {
             OutputFormat::Json => {
                 let now = std::time::SystemTime::now();
-                let doc = ecs::hit_document(snap, line, chunk.offset + pos as u64, path, hits, now);
-                serde_json::to_writer(&mut out, &doc).expect("JSON to a Vec cannot fail");
-                out.push(b'\n');
+                let doc = ecs::hit_document(snap, line, self.chunk_offset + offset as u64, self.path, hits, now);
+                serde_json::to_writer(&mut self.out, &doc).expect("JSON to a Vec cannot fail");
+                self.out.push(b'\n');
             }
             OutputFormat::Lines => {
-                out.extend_from_slice(line);
-                out.push(b'\n');
+                self.out.extend_from_slice(line);
+                self.out.push(b'\n');
             }
             OutputFormat::Count => {}
-        },
-    );
-    (out, stats)
+        }
+    }
+}
+
+fn scan_chunk(snap: &Snapshot, chunk: &Chunk, args: &ScanArgs, path: Option<&str>) -> (Vec<u8>, ScanStats) {
+    let mut sink = OutputSink {
+        out: Vec::new(),
+        format: args.output,
+        chunk_offset: chunk.offset,
+        path,
+    };
+    let mut scanner = LineScanner::new(args.max_line_bytes);
+    scanner.stats.truncated_lines = chunk.truncated;
+    scanner.buffer(snap, &chunk.data, &mut sink);
+    (sink.out, scanner.stats)
 }
 
 fn progress_bar(inputs: &[PathBuf]) -> Option<indicatif::ProgressBar> {

@@ -182,7 +182,7 @@ pub fn write(out: &Path, files: &[Rendered]) -> Result<Vec<Written>, ExportError
             Err(_) => false,
         };
         if !unchanged {
-            crate::refresh::cache::write_atomic(&path, &bytes).map_err(io)?;
+            crate::atomic_write::write_atomic(&path, &bytes).map_err(io)?;
         }
         done.push(Written {
             path,

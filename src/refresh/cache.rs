@@ -3,7 +3,6 @@
 
 use crate::load::{LoadError, Loader, RawAttribute};
 use serde_json::json;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const CACHE_FILE: &str = "last-good.json";
@@ -34,23 +33,6 @@ pub fn attribute_json(a: &RawAttribute) -> serde_json::Value {
     })
 }
 
-/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 /// Writes the cache for a snapshot version.
 pub fn write(state_dir: &Path, version: u64, attrs: &[RawAttribute]) -> std::io::Result<PathBuf> {
     let doc = json!({
@@ -58,7 +40,7 @@ pub fn write(state_dir: &Path, version: u64, attrs: &[RawAttribute]) -> std::io:
         "response": { "Attribute": attrs.iter().map(attribute_json).collect::<Vec<_>>() },
     });
     let p = path(state_dir);
-    write_atomic(&p, &serde_json::to_vec(&doc).expect("JSON values serialise"))?;
+    crate::atomic_write::write_atomic(&p, &serde_json::to_vec(&doc).expect("JSON values serialise"))?;
     Ok(p)
 }
 

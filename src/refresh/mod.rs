@@ -10,12 +10,13 @@ pub mod error;
 pub mod feed;
 pub mod misp;
 pub mod push;
+pub mod sightings;
 pub mod store;
-pub mod swap;
 pub mod warninglist;
 
+pub use crate::snapshot::ChangeReport;
+use crate::snapshot::SnapshotCell;
 pub use error::RefreshError;
-pub use swap::{ChangeReport, SnapshotCell};
 
 use crate::config::Config;
 use crate::load::{LoadStats, Loader, Vet};
@@ -356,11 +357,11 @@ impl Refresher {
         self.rebuild()
     }
 
-    /// Refreshes on the configured interval until `shutdown` turns true, applying push notifications from `push`
+    /// Refreshes on the configured interval until `shutdown` fires, applying push notifications from `push`
     /// as they come (batched for half a second).
     pub async fn run(
         mut self,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: crate::shutdown::Shutdown,
         mut push: Option<tokio::sync::mpsc::Receiver<crate::load::RawAttribute>>,
     ) {
         let every = Duration::from_secs(
@@ -379,10 +380,10 @@ impl Refresher {
         loop {
             let pushed = tokio::select! {
                 _ = tokio::time::sleep_until(next) => None,
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait() => return,
                 Some(a) = async { match push.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => Some(a),
             };
-            if *shutdown.borrow() {
+            if shutdown.is_triggered() {
                 return;
             }
             match pushed {

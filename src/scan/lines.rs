@@ -1,4 +1,5 @@
-//! Splitting a buffer of whole lines into lines, with the line length cap applied.
+//! The one scan loop: lines in, hits pushed into a [`Sink`]. `scan` (stdout), `run` (Kafka) and `bench` (counts)
+//! all go through [`LineScanner`], so the line cap, the counting and the call into the matcher live here only.
 
 use super::{scan_line, Hit};
 use crate::indicator::Kind;
@@ -31,45 +32,88 @@ impl ScanStats {
     }
 }
 
-/// Scans every line of `buf` (whole lines; the last may lack its `\n`) and calls `on_hit` for each line with hits,
-/// with the line's offset in `buf`, its text (no `\n`, no `\r`) and the hits. Lines longer than `max_line` are
-/// scanned up to that length and counted as truncated.
-pub fn for_each_line(
-    snap: &Snapshot,
-    buf: &[u8],
+/// Where lines with hits go: the stdout printer, the Kafka producer, or nothing when only counts matter. The scan
+/// loop pushes into it, as ripgrep's searcher pushes into its `Sink`, so every output shares one loop.
+pub trait Sink {
+    /// A line with hits; `offset` is the line's byte offset in the buffer scanned, `line` is without `\n`/`\r`.
+    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[Hit]);
+}
+
+/// Any closure over the same arguments is a sink.
+impl<F: FnMut(&Snapshot, usize, &[u8], &[Hit])> Sink for F {
+    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[Hit]) {
+        self(snap, offset, line, hits)
+    }
+}
+
+/// A sink that keeps nothing: for counts.
+pub struct Discard;
+
+impl Sink for Discard {
+    fn matched(&mut self, _: &Snapshot, _: usize, _: &[u8], _: &[Hit]) {}
+}
+
+/// Scans lines into a sink and counts them. Kept per thread (or per Kafka worker) and reused, so scanning
+/// allocates nothing per line. The snapshot is passed per call: a Kafka worker takes the current one per message.
+#[derive(Debug)]
+pub struct LineScanner {
     max_line: usize,
-    stats: &mut ScanStats,
-    mut on_hit: impl FnMut(usize, &[u8], &[Hit]),
-) {
-    let mut hits = Vec::with_capacity(8);
-    let mut pos = 0;
-    stats.bytes += buf.len() as u64;
-    while pos < buf.len() {
-        let end = memchr::memchr(b'\n', &buf[pos..]).map_or(buf.len(), |i| pos + i);
-        let mut line = &buf[pos..end];
-        if let [rest @ .., b'\r'] = line {
+    hits: Vec<Hit>,
+    /// Everything counted so far.
+    pub stats: ScanStats,
+}
+
+impl LineScanner {
+    /// Lines longer than `max_line` are scanned up to that length and counted as truncated.
+    pub fn new(max_line: usize) -> Self {
+        LineScanner {
+            max_line,
+            hits: Vec::with_capacity(8),
+            stats: ScanStats::default(),
+        }
+    }
+
+    /// Scans one line (a trailing `\n` or `\r\n` is not part of it). Returns whether it had hits.
+    pub fn line(&mut self, snap: &Snapshot, offset: usize, mut line: &[u8], sink: &mut impl Sink) -> bool {
+        while let [rest @ .., b'\n' | b'\r'] = line {
             line = rest;
         }
-        if line.len() > max_line {
-            line = &line[..max_line];
-            stats.truncated_lines += 1;
+        if line.len() > self.max_line {
+            line = &line[..self.max_line];
+            self.stats.truncated_lines += 1;
         }
-        stats.lines += 1;
-        scan_line(snap, line, &mut hits);
-        if !hits.is_empty() {
-            stats.lines_with_hits += 1;
-            for h in &hits {
-                *stats.hits.entry(snap.indicator(h.indicator).value.kind()).or_default() += 1;
-            }
-            on_hit(pos, line, &hits);
+        self.stats.lines += 1;
+        scan_line(snap, line, &mut self.hits);
+        if self.hits.is_empty() {
+            return false;
         }
-        pos = end + 1;
+        self.stats.lines_with_hits += 1;
+        for h in &self.hits {
+            *self
+                .stats
+                .hits
+                .entry(snap.indicator(h.indicator).value.kind())
+                .or_default() += 1;
+        }
+        sink.matched(snap, offset, line, &self.hits);
+        true
+    }
+
+    /// Scans every line of `buf` (whole lines; the last may lack its `\n`).
+    pub fn buffer(&mut self, snap: &Snapshot, buf: &[u8], sink: &mut impl Sink) {
+        self.stats.bytes += buf.len() as u64;
+        let mut pos = 0;
+        while pos < buf.len() {
+            let end = memchr::memchr(b'\n', &buf[pos..]).map_or(buf.len(), |i| pos + i);
+            self.line(snap, pos, &buf[pos..end], sink);
+            pos = end + 1;
+        }
     }
 }
 
 /// Scans a whole buffer of lines and returns only the counts: what benchmarks and sizing runs need.
 pub fn scan_buffer(snap: &Snapshot, buf: &[u8], max_line: usize) -> ScanStats {
-    let mut stats = ScanStats::default();
-    for_each_line(snap, buf, max_line, &mut stats, |_, _, _| {});
-    stats
+    let mut scanner = LineScanner::new(max_line);
+    scanner.buffer(snap, buf, &mut Discard);
+    scanner.stats
 }

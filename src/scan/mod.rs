@@ -4,4 +4,4 @@ mod line;
 mod lines;
 
 pub use line::{scan_line, Hit};
-pub use lines::{for_each_line, scan_buffer, ScanStats};
+pub use lines::{scan_buffer, Discard, LineScanner, ScanStats, Sink};

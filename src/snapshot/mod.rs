@@ -7,10 +7,13 @@
 //! - IP addresses, CIDRs and ranges: one hash map per prefix length ([`ips`]);
 //! - hashes: a hash table of lower-case hex ([`keys`]).
 
+pub mod cell;
 pub mod hosts;
 pub mod ids;
 pub mod ips;
 pub mod keys;
+
+pub use cell::{ChangeReport, SnapshotCell};
 
 use crate::indicator::{Indicator, IndicatorSet, Kind, Value};
 use hashbrown::HashMap;

@@ -1,7 +1,9 @@
 //! The operations endpoint: `/metrics`, `/healthz`, `/readyz`. Binds to loopback unless configured otherwise.
 
 use super::metrics::Metrics;
-use crate::refresh::{RefreshMetrics, SnapshotCell};
+use crate::refresh::RefreshMetrics;
+use crate::shutdown::Shutdown;
+use crate::snapshot::SnapshotCell;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -41,8 +43,13 @@ async fn readyz(State(s): State<Arc<OpsState>>) -> impl IntoResponse {
     }
 }
 
-/// Serves until the listener fails; returns the bound address.
-pub async fn serve(listen: &str, state: Arc<OpsState>) -> std::io::Result<std::net::SocketAddr> {
+/// Serves until `shutdown` fires (finishing requests in progress) or the listener fails; returns the bound address
+/// and the serving task.
+pub async fn serve(
+    listen: &str,
+    state: Arc<OpsState>,
+    shutdown: Shutdown,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
@@ -50,10 +57,47 @@ pub async fn serve(listen: &str, state: Arc<OpsState>) -> std::io::Result<std::n
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    let task = tokio::spawn(async move {
+        let stop = async move { shutdown.wait().await };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             tracing::error!("metrics endpoint stopped: {e}");
         }
     });
-    Ok(addr)
+    Ok((addr, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Snapshot;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_stops_with_the_shutdown_signal() {
+        let state = Arc::new(OpsState {
+            metrics: Arc::new(Metrics::default()),
+            cell: Arc::new(SnapshotCell::new(Snapshot::empty())),
+            refresh: Arc::new(RefreshMetrics::default()),
+        });
+        let shutdown = Shutdown::new();
+        let (addr, task) = serve("127.0.0.1:0", state, shutdown.clone()).await.unwrap();
+        assert!(addr.ip().is_loopback());
+        assert!(get(addr, "/healthz").await.unwrap().ends_with("ok\n"));
+        assert!(get(addr, "/metrics").await.unwrap().contains("iocmatch_lines_total"));
+        shutdown.trigger();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the server task ends")
+            .unwrap();
+        assert!(get(addr, "/healthz").await.is_err(), "nothing listens any more");
+    }
 }

@@ -1,6 +1,7 @@
 //! Service metrics in the Prometheus text format, and the state `/readyz` reports.
 
-use crate::refresh::{RefreshMetrics, SnapshotCell};
+use crate::refresh::RefreshMetrics;
+use crate::snapshot::SnapshotCell;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

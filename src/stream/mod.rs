@@ -8,10 +8,17 @@
 //! Partitions are spread by Kafka across the instances of a group; within an instance a partition always goes to
 //! the same worker, so its order is kept. Queues are bounded, so a slow producer pauses consumption.
 
+mod error;
 pub mod hit;
 pub mod http;
 pub mod metrics;
+pub mod push;
+mod rebalance;
 pub mod service;
+pub mod settings;
 pub mod tracker;
+mod worker;
 
-pub use service::{run, KafkaSettings, ServiceError};
+pub use error::ServiceError;
+pub use service::{run, Inputs};
+pub use settings::{KafkaSettings, MetricsSettings, Settings};

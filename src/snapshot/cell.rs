@@ -1,4 +1,5 @@
-//! The serving snapshot and its atomic replacement.
+//! The serving snapshot and its atomic replacement: what the refresher hands the scorers. It lives with the
+//! snapshot, not the refresher, so a scorer (the Kafka service, the ops endpoint) needs no part of the refresher.
 //!
 //! Readers take an `Arc<Snapshot>` at a line or batch boundary and keep it until the batch ends, so a batch is
 //! never scored against two sets or a half-built one. The refresher builds the next snapshot off the scoring path

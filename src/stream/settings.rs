@@ -1,0 +1,118 @@
+//! The `[kafka]` and `[metrics]` tables of the config, with defaults for everything but the topics.
+
+use super::ServiceError;
+use crate::config::Config;
+use rdkafka::config::ClientConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The `[kafka]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    /// Topic names; a name starting with `^` is a regular expression.
+    pub input_topics: Vec<String>,
+    pub hits_topic: String,
+    /// librdkafka properties passed through as they are (TLS, SASL, timeouts...).
+    pub properties: BTreeMap<String, String>,
+    /// Larger payloads are counted and skipped.
+    pub max_message_bytes: usize,
+    /// Scoring workers (default: cores).
+    pub workers: usize,
+    /// Messages queued per worker before consumption pauses.
+    pub queue_depth: usize,
+    /// Messages in flight (consumed, hits not yet acknowledged) before consumption pauses.
+    pub max_in_flight: usize,
+    pub commit_interval_ms: u64,
+    /// How long shutdown may take to drain and commit.
+    pub shutdown_deadline_secs: u64,
+    /// MISP's own attribute topic (`misp_attribute`), applied between REST pulls when set.
+    pub misp_push_topic: Option<String>,
+    /// Seconds between sighting reports (when `misp.sightings` is on): one request at most per interval.
+    pub sighting_interval_secs: u64,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "iocmatch".into(),
+            input_topics: vec!["logs".into()],
+            hits_topic: "iocmatch-hits".into(),
+            properties: BTreeMap::new(),
+            max_message_bytes: 1 << 20,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_depth: 1024,
+            max_in_flight: 10_000,
+            commit_interval_ms: 1000,
+            shutdown_deadline_secs: 30,
+            misp_push_topic: None,
+            sighting_interval_secs: 10,
+        }
+    }
+}
+
+/// The `[metrics]` table: where `/metrics`, `/healthz` and `/readyz` listen (loopback by default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    pub listen: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// Everything the service reads from the config besides the refresher's sources.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub metrics: MetricsSettings,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &Config) -> Result<Settings, ServiceError> {
+        let kafka: KafkaSettings = table(&cfg.kafka, "kafka")?;
+        if kafka.hits_topic.is_empty() {
+            return Err(ServiceError::Missing("kafka.hits_topic"));
+        }
+        if kafka.input_topics.is_empty() {
+            return Err(ServiceError::Missing("kafka.input_topics"));
+        }
+        Ok(Settings {
+            kafka,
+            metrics: table(&cfg.metrics, "metrics")?,
+        })
+    }
+}
+
+fn table<T: for<'de> Deserialize<'de> + Default>(
+    t: &Option<toml::Table>,
+    section: &'static str,
+) -> Result<T, ServiceError> {
+    match t {
+        None => Ok(T::default()),
+        Some(t) => toml::Value::Table(t.clone())
+            .try_into()
+            .map_err(|source| ServiceError::Settings {
+                section,
+                source: Box::new(source),
+            }),
+    }
+}
+
+/// A librdkafka client config with the brokers and every pass-through property.
+pub(crate) fn client_config(k: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    for (p, v) in &k.properties {
+        c.set(p, v);
+    }
+    c
+}
