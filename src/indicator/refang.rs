@@ -1,10 +1,19 @@
 //! Refanging: undo the defanging analysts apply so indicators cannot be clicked in reports.
 
-/// Returns the value with common defanging undone (`hxxp`, `[.]`, `(.)`, `{.}`, `[dot]`, `[:]`, `[@]`, ...).
+use std::borrow::Cow;
+
+/// Returns the value, trimmed, with common defanging undone (`hxxp`, `[.]`, `(.)`, `{.}`, `[dot]`, `[:]`, `[@]`,
+/// ...).
 ///
-/// Applied to every value before normalisation, because shared intel is often pasted from reports.
-pub fn refang(value: &str) -> String {
-    let mut s = value.trim().to_string();
+/// Applied to every value before it is typed and normalised, because shared intel is often pasted from reports.
+/// A value with nothing to undo (almost all of them) is borrowed, not copied: this runs for every indicator loaded.
+pub fn refang(value: &str) -> Cow<'_, str> {
+    let trimmed = value.trim();
+    let hxxp = trimmed.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("hxxp"));
+    if !hxxp && !trimmed.bytes().any(|b| matches!(b, b'[' | b'(' | b'{' | b'\\')) {
+        return Cow::Borrowed(trimmed);
+    }
+    let mut s = trimmed.to_string();
     const PAIRS: [(&str, &str); 14] = [
         ("[.]", "."),
         ("(.)", "."),
@@ -33,7 +42,7 @@ pub fn refang(value: &str) -> String {
         Some("hxxps") | Some("hxxp:") => s.replace_range(..4, "http"),
         _ => {}
     }
-    s
+    Cow::Owned(s)
 }
 
 fn replace_ignore_case(s: &str, from: &str, to: &str) -> String {

@@ -259,10 +259,8 @@ impl Loader {
                 m
             }
         };
-        let port = raw
-            .misp_type
-            .to_ascii_lowercase()
-            .ends_with("|port")
+        let t = raw.misp_type.as_bytes();
+        let port = (t.len() > 5 && t[t.len() - 5..].eq_ignore_ascii_case(b"|port"))
             .then(|| raw.value.rsplit_once('|'))
             .flatten()
             .and_then(|(_, p)| p.trim().parse().ok())

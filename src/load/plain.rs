@@ -21,7 +21,7 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
         }
         let (value, comment) = value_and_comment(line, loader.policy());
         let (misp_type, value) = match classify_plain(value) {
-            "domain" => host_port(value).unwrap_or_else(|| ("domain", value.to_string())),
+            "domain" if value.contains(':') => host_port(value).unwrap_or_else(|| ("domain", value.to_string())),
             t => (t, value.to_string()),
         };
         loader.add_attribute(RawAttribute {

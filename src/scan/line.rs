@@ -81,14 +81,11 @@ pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
     if !snap.hashes.is_empty() && n >= 32 {
         hash_runs(snap, line, json, hits);
     }
-    let v6 = want_v4 || snap.ips.has_v6() || !snap.v6_urls.is_empty();
-    let colon_digests = snap.has_hash_len(32) || snap.has_hash_len(40) || snap.has_hash_len(64);
-    if (v6 || colon_digests || snap.has_fuzzy) && memchr::memchr(b':', line).is_some() {
-        if v6 {
-            ipv6_in_line(snap, line, json, hits);
-        }
-        if colon_digests && n >= 47 {
-            colon_pair_digests(snap, line, hits);
+    let want_ip = want_v4 || snap.ips.has_v6() || !snap.v6_urls.is_empty();
+    let want_pairs = n >= 47 && (snap.has_hash_len(32) || snap.has_hash_len(40) || snap.has_hash_len(64));
+    if (want_ip || want_pairs || snap.has_fuzzy) && memchr::memchr(b':', line).is_some() {
+        if want_ip || want_pairs {
+            colon_runs(snap, line, json, want_ip, want_pairs, hits);
         }
         if snap.has_fuzzy {
             fuzzy_hashes(snap, line, hits);
@@ -252,45 +249,32 @@ fn hash_runs(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
     }
 }
 
-/// A digest printed as colon-separated byte pairs (`AB:CD:...`, as x509 tools print fingerprints): 16, 20 or 32
-/// pairs, touching no alphanumeric byte or further colon on either side.
-fn colon_pair_digests(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
-    let n = line.len();
-    let hex = |k: usize| k < n && line[k].is_ascii_hexdigit();
-    let mut pos = 0;
-    while let Some(off) = memchr::memchr(b':', &line[pos..]) {
-        let c = pos + off;
-        pos = c + 1;
-        if c < 2 || !hex(c - 1) || !hex(c - 2) {
-            continue;
-        }
-        let s = c - 2;
-        if s > 0 && (line[s - 1].is_ascii_alphanumeric() || line[s - 1] == b':') {
-            continue;
-        }
-        let mut digest = [0u8; 64];
-        let mut pairs = 0;
-        let mut j = s;
-        while pairs < 32 && hex(j) && hex(j + 1) {
-            digest[pairs * 2] = line[j].to_ascii_lowercase();
-            digest[pairs * 2 + 1] = line[j + 1].to_ascii_lowercase();
-            pairs += 1;
-            j += 2;
-            if j < n && line[j] == b':' && hex(j + 1) {
-                j += 1;
-            } else {
-                break;
+/// A digest printed as colon-separated byte pairs (`AB:CD:...`, as x509 tools print fingerprints) in `line[s..e]`,
+/// a whole run of hex and colons: 16, 20 or 32 pairs.
+#[inline]
+fn pair_digest(snap: &Snapshot, line: &[u8], s: usize, e: usize, hits: &mut Vec<Hit>) {
+    let run = &line[s..e];
+    if !matches!(run.len(), 47 | 59 | 95) {
+        return;
+    }
+    let mut digest = [0u8; 64];
+    let mut n = 0;
+    for (i, &b) in run.iter().enumerate() {
+        if i % 3 == 2 {
+            if b != b':' {
+                return;
             }
+        } else if b.is_ascii_hexdigit() {
+            digest[n] = b.to_ascii_lowercase();
+            n += 1;
+        } else {
+            return;
         }
-        pos = pos.max(j);
-        if j < n && (line[j].is_ascii_alphanumeric() || line[j] == b':') {
-            continue;
-        }
-        let digest = &digest[..pairs * 2];
-        if matches!(pairs, 16 | 20 | 32) && snap.has_hash_len(digest.len()) {
-            if let Some(&id) = snap.hashes.get(hash_key(digest), digest) {
-                push_digest(snap, hits, id, s, j);
-            }
+    }
+    let digest = &digest[..n];
+    if snap.has_hash_len(n) {
+        if let Some(&id) = snap.hashes.get(hash_key(digest), digest) {
+            push_digest(snap, hits, id, s, e);
         }
     }
 }
@@ -387,6 +371,9 @@ fn is_v6_byte(b: u8) -> bool {
     b.is_ascii_hexdigit() || b == b':' || b == b'.'
 }
 
+/// Runs of hex digits, `:` and `.` around each colon: IPv6 addresses (when `want_ip`) and colon-pair digests (when
+/// `want_pairs`), found in one walk over the line's colons.
+///
 /// IPv6 in any textual form: runs of hex, `:` and `.` with at least two colons, not glued to other alphanumerics on
 /// the right. A zone id (`%eth0`) or brackets around the address do not prevent a match; MAC addresses and clock
 /// times do not parse as IPv6 and so never match.
@@ -395,7 +382,7 @@ fn is_v6_byte(b: u8) -> bool {
 /// `Source:fe80::1`), and so is a single colon that opens the run (`v6(en0-:2607:f140::1)`): the address starts after
 /// that colon. A hex run that merely continues into the address (`afe80::1`) is no label and stays a non-match. In a
 /// JSON line an escape before the run (`\t2001:db8::1`) is a boundary, as it is for hosts.
-fn ipv6_in_line(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
+fn colon_runs(snap: &Snapshot, line: &[u8], json: bool, want_ip: bool, want_pairs: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let mut pos = 0;
     while let Some(off) = memchr::memchr(b':', &line[pos..]) {
@@ -421,6 +408,16 @@ fn ipv6_in_line(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
                 glued = false;
             }
             s = after;
+        }
+        if want_pairs && !glued {
+            let mut pe = e;
+            while pe > s && line[pe - 1] == b'.' {
+                pe -= 1;
+            }
+            pair_digest(snap, line, s, pe, hits);
+        }
+        if !want_ip {
+            continue;
         }
         if glued || (line[s] == b':' && line.get(s + 1) != Some(&b':')) {
             let Some(i) = memchr::memchr(b':', &line[s..e]) else {
