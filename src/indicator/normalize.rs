@@ -534,6 +534,18 @@ mod tests {
             normalize_attribute("regkey", "HKLM\\x", &Policy::default()),
             AttributeOutcome::Unsupported
         );
+        for (t, v) in [
+            ("AS", "AS13335"),
+            ("user-agent", "curl/8.0"),
+            ("filename", "a.exe"),
+            ("text", "x"),
+        ] {
+            assert_eq!(
+                normalize_attribute(t, v, &Policy::default()),
+                AttributeOutcome::Unsupported,
+                "{t}"
+            );
+        }
     }
 
     #[test]
