@@ -131,9 +131,13 @@ pub struct FeedConfig {
     pub format: FeedFormat,
     #[serde(default = "default_feed_interval")]
     pub interval_secs: u64,
-    /// CSV: the 0-based column holding the value.
+    /// CSV: the 0-based column holding the value (used when `value` is not set).
     #[serde(default)]
     pub value_column: usize,
+    /// CSV: MISP's own feed setting, the 1-based columns holding values, comma-separated (`"2"`, `"1,3"`).
+    pub value: Option<String>,
+    /// CSV/freetext: MISP's exclusion regex; values it matches are skipped (`/^10\./`, PHP delimiters optional).
+    pub exclude_regex: Option<String>,
     /// CSV/freetext: the MISP type of every value; guessed per value when absent.
     pub misp_type: Option<String>,
     #[serde(default = "default_delimiter")]

@@ -455,13 +455,24 @@ async fn freetext_and_csv_feeds_refang_before_they_classify() {
     )
     .unwrap();
     std::fs::write(feed_dir.join("c2.csv"), "first_seen,ip\n2024-01-01,198.51.100(.)9\n").unwrap();
+    // The shape of a ThreatFox CSV export: comment header, quoted fields with a blank after each comma, ip:port.
+    std::fs::write(
+        feed_dir.join("threatfox.csv"),
+        "################################################################\n\
+         # ThreatFox IOCs: CSV export                                   #\n\
+         # \"first_seen_utc\",\"ioc_id\",\"ioc_value\",\"ioc_type\",\"threat_type\"\n\
+         \"2024-05-01 10:00:00\", \"1262930\", \"185.220.101.47:443\", \"ip:port\", \"botnet_cc\"\n\
+         \"2024-05-01 10:02:00\", \"1262932\", \"10.1.2.3:80\", \"ip:port\", \"botnet_cc\"\n",
+    )
+    .unwrap();
     *state.feed_dir.lock().unwrap() = Some(feed_dir);
     let cfg_path = dir.path().join("feeds.toml");
     std::fs::write(
         &cfg_path,
         format!(
             "state_dir = {:?}\n[[feeds]]\nname = \"report\"\nurl = \"{url}/feed/report.txt\"\nformat = \"freetext\"\nallow_http = true\n\
-             [[feeds]]\nname = \"c2\"\nurl = \"{url}/feed/c2.csv\"\nformat = \"csv\"\nvalue_column = 1\nallow_http = true\n",
+             [[feeds]]\nname = \"c2\"\nurl = \"{url}/feed/c2.csv\"\nformat = \"csv\"\nvalue_column = 1\nallow_http = true\n\
+             [[feeds]]\nname = \"threatfox\"\nurl = \"{url}/feed/threatfox.csv\"\nformat = \"csv\"\nvalue = \"3\"\nexclude_regex = \"/^10\\\\./\"\nallow_http = true\n",
             dir.path().join("st").display().to_string()
         ),
     )
@@ -476,9 +487,11 @@ async fn freetext_and_csv_feeds_refang_before_they_classify() {
         ("GET https://evil.example/gate.php", "evil.example/gate.php"),
         ("from bad@evil.example", "bad@evil.example"),
         ("dst=198.51.100.9", "198.51.100.9"),
+        ("dst=185.220.101.47 dport=443", "185.220.101.47"),
     ] {
         assert_eq!(hits(&r, line), [want], "{line}");
     }
+    assert!(hits(&r, "dst=10.1.2.3").is_empty(), "the exclusion regex drops it");
 }
 
 #[test]

@@ -9,6 +9,8 @@ mod misp_csv;
 mod misp_json;
 mod plain;
 
+pub(crate) use plain::typed;
+
 use crate::indicator::{
     normalize_attribute, AttrMeta, AttributeOutcome, EventMeta, Indicator, IndicatorSet, Policy, Provenance,
     RejectReason, Uuid,

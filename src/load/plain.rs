@@ -20,10 +20,7 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
             continue;
         }
         let (value, comment) = value_and_comment(line, loader.policy());
-        let (misp_type, value) = match classify_plain(value) {
-            "domain" if value.contains(':') => host_port(value).unwrap_or_else(|| ("domain", value.to_string())),
-            t => (t, value.to_string()),
-        };
+        let (misp_type, value) = typed(value);
         loader.add_attribute(RawAttribute {
             misp_type: misp_type.to_string(),
             value,
@@ -55,6 +52,15 @@ fn value_and_comment<'a>(line: &'a str, policy: &Policy) -> (&'a str, Option<&'a
         value.trim_matches('"'),
         Some(comment.trim_matches('"')).filter(|c| !c.is_empty()),
     )
+}
+
+/// The MISP type of a bare value and the value in that type's form: how plain lists, CSV feeds without a
+/// configured type and freetext feeds all type what they read.
+pub(crate) fn typed(value: &str) -> (&'static str, String) {
+    match classify_plain(value) {
+        "domain" if value.contains(':') => host_port(value).unwrap_or_else(|| ("domain", value.to_string())),
+        t => (t, value.to_string()),
+    }
 }
 
 /// `IP:port`, `[IPv6]:port` and `host:port`, as maltrail trails and abuse.ch-style C2 lists write them, in MISP's

@@ -5,7 +5,7 @@
 
 use super::error::{PageNo, RefreshError};
 use crate::config::{FeedConfig, FeedFormat};
-use crate::indicator::{classify_plain, EventMeta};
+use crate::indicator::EventMeta;
 use crate::load::{Loader, RawAttribute};
 use crate::Policy;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
@@ -210,42 +210,180 @@ impl FeedSource {
             ..Default::default()
         });
         let text = String::from_utf8_lossy(&bytes);
-        let mut attrs = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let values: Vec<&str> = match self.cfg.format {
-                FeedFormat::Csv => line
-                    .split(self.cfg.delimiter)
-                    .nth(self.cfg.value_column)
-                    .into_iter()
-                    .collect(),
-                _ => line.split_whitespace().collect(),
-            };
-            for v in values {
-                let v = v.trim().trim_matches('"');
-                if v.is_empty() {
-                    continue;
-                }
-                let t = self
-                    .cfg
-                    .misp_type
-                    .clone()
-                    .unwrap_or_else(|| classify_plain(v).to_string());
-                attrs.push(RawAttribute {
-                    misp_type: t,
-                    value: v.to_string(),
-                    to_ids: true,
-                    event: event.clone(),
-                    tags: vec![format!("feed:{}", self.cfg.name)],
-                    location: format!("{url}:{}", i + 1),
-                    ..Default::default()
-                });
-            }
-        }
+        let values = text_feed_values(&self.cfg, &text)
+            .map_err(|e| RefreshError::Config(format!("feed {}: {e}", self.cfg.name)))?;
+        let attrs = values
+            .into_iter()
+            .map(|(line, misp_type, value)| RawAttribute {
+                misp_type,
+                value,
+                to_ids: true,
+                event: event.clone(),
+                tags: vec![format!("feed:{}", self.cfg.name)],
+                location: format!("{url}:{line}"),
+                ..Default::default()
+            })
+            .collect();
         self.flat = attrs;
         Ok(true)
+    }
+}
+
+/// Prepares CSV text for the parser: empty and `#` comment lines become a lone delimiter (a record with no value;
+/// the parser would skip an empty line without counting it, and every later line number would be off), and the
+/// blanks between a delimiter and an opening quote (`"a", "b"`, as ThreatFox writes its CSV) are dropped, so the field
+/// is read as quoted, as PHP's `str_getcsv` in MISP's feed import reads it.
+fn csv_prepared(text: &str, delimiter: u8) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let line_start = i == 0 || b[i - 1] == b'\n';
+        if line_start {
+            let end = memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n);
+            let body = b[i..end].trim_ascii();
+            if body.is_empty() || body[0] == b'#' {
+                out.push(delimiter);
+                i = end;
+                if i < b.len() {
+                    out.push(b'\n');
+                    i += 1;
+                }
+                continue;
+            }
+        }
+        out.push(b[i]);
+        if b[i] == delimiter {
+            let mut j = i + 1;
+            while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'"' {
+                i = j;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The values of a CSV or freetext feed as MISP's feed import reads them, with the line each came from.
+///
+/// CSV is parsed with quoting (the `csv` crate), `#` lines are comments, and the value columns are MISP's 1-based
+/// `value` setting (`"2"`, `"1,3"`), or `value_column` (0-based) when that is not set. Freetext is every
+/// whitespace-separated word. Each value is refanged and typed as a plain list types it (so `1.2.3.4:443` is an
+/// `ip-dst|port`) unless the feed names a MISP type, and values the exclusion regex matches are skipped.
+pub fn text_feed_values(cfg: &FeedConfig, text: &str) -> Result<Vec<(usize, String, String)>, String> {
+    let exclude = match cfg.exclude_regex.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => Some(
+            super::warninglist::php_regex(r)
+                .or_else(|| regex::Regex::new(r).ok())
+                .ok_or_else(|| format!("exclude_regex {r:?} does not compile"))?,
+        ),
+        None => None,
+    };
+    let mut out = Vec::new();
+    let mut push = |line: usize, raw: &str| {
+        let v = raw.trim().trim_matches('"');
+        if v.is_empty() || exclude.as_ref().is_some_and(|re| re.is_match(v)) {
+            return;
+        }
+        let (t, v) = match &cfg.misp_type {
+            Some(t) => (t.clone(), v.to_string()),
+            None => {
+                let (t, v) = crate::load::typed(v);
+                (t.to_string(), v)
+            }
+        };
+        out.push((line, t, v));
+    };
+    match cfg.format {
+        FeedFormat::Csv => {
+            let columns: Vec<usize> = match &cfg.value {
+                Some(v) => v
+                    .split(',')
+                    .map(|c| match c.trim().parse::<usize>() {
+                        Ok(n) if n >= 1 => Ok(n - 1),
+                        _ => Err(format!("value {v:?}: columns are 1-based numbers, comma-separated")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                None => vec![cfg.value_column],
+            };
+            let delimiter = u8::try_from(cfg.delimiter).map_err(|_| "the delimiter must be one ASCII character")?;
+            let text = csv_prepared(text, delimiter);
+            let mut rdr = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .delimiter(delimiter)
+                .from_reader(&text[..]);
+            for rec in rdr.records() {
+                let Ok(rec) = rec else { continue };
+                let line = rec.position().map_or(0, |p| p.line() as usize);
+                for &c in &columns {
+                    if let Some(v) = rec.get(c) {
+                        push(line, v);
+                    }
+                }
+            }
+        }
+        _ => {
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.starts_with('#') {
+                    continue;
+                }
+                for word in line.split_whitespace() {
+                    push(i + 1, word);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_feed_values;
+    use crate::config::{FeedConfig, FeedFormat};
+
+    fn cfg(format: FeedFormat, extra: &str) -> FeedConfig {
+        let f = if format == FeedFormat::Csv { "csv" } else { "freetext" };
+        toml::from_str(&format!("name = \"t\"\nurl = \"/x\"\nformat = \"{f}\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn csv_feeds_use_misp_one_based_columns_quoting_and_the_exclusion_regex() {
+        // The shape of a ThreatFox CSV export: quoted fields, `ip:port` values, comments.
+        let text = "# ThreatFox IOCs\n\
+            \"2024-05-01 10:00:00\", \"1262930\", \"185.220.101.47:443\", \"ip:port\", \"botnet_cc\"\n\
+            \"2024-05-01 10:01:00\", \"1262931\", \"evil[.]example\", \"domain\", \"botnet_cc\"\n\
+            \"2024-05-01 10:02:00\", \"1262932\", \"10.1.2.3:80\", \"ip:port\", \"botnet_cc\"\n\
+            \"2024-05-01 10:03:00\", \"1262933\", \"a, b.example\", \"domain\", \"x\"\n";
+        let c = cfg(FeedFormat::Csv, "value = \"3\"\nexclude_regex = \"/^10\\\\./\"");
+        let got = text_feed_values(&c, text).unwrap();
+        let typed: Vec<(&str, &str)> = got.iter().map(|(_, t, v)| (t.as_str(), v.as_str())).collect();
+        assert_eq!(
+            typed,
+            [
+                ("ip-dst|port", "185.220.101.47|443"),
+                ("domain", "evil[.]example"),
+                ("domain", "a, b.example")
+            ]
+        );
+        assert_eq!(got[0].0, 2, "the line it came from");
+        let two = cfg(FeedFormat::Csv, "value = \"3,5\"");
+        assert_eq!(text_feed_values(&two, text).unwrap().len(), 8);
+        assert!(text_feed_values(&cfg(FeedFormat::Csv, "value = \"0\""), text).is_err());
+        assert!(text_feed_values(&cfg(FeedFormat::Csv, "exclude_regex = \"/(/\""), text).is_err());
+    }
+
+    #[test]
+    fn freetext_feeds_type_words_as_plain_lists_do() {
+        let text = "C2 at 185.220.101.47:8080 and hxxp://evil[.]example/gate\n# a comment 1.2.3.4\n";
+        let got = text_feed_values(&cfg(FeedFormat::Freetext, ""), text).unwrap();
+        let types: Vec<&str> = got.iter().map(|(_, t, _)| t.as_str()).collect();
+        assert!(types.contains(&"ip-dst|port") && types.contains(&"url"), "{got:?}");
+        assert!(!got.iter().any(|(_, _, v)| v == "1.2.3.4"), "comments are skipped");
     }
 }

@@ -44,8 +44,8 @@ pub struct Warninglists {
     lists: Vec<List>,
 }
 
-/// Converts a PHP `/pattern/flags` regex to Rust syntax.
-fn php_regex(entry: &str) -> Option<Regex> {
+/// Converts a PHP `/pattern/flags` regex (as MISP stores warninglist entries and feed exclusion regexes) to Rust.
+pub(crate) fn php_regex(entry: &str) -> Option<Regex> {
     let body = entry.strip_prefix('/')?;
     let end = body.rfind('/')?;
     let (pat, flags) = (&body[..end], &body[end + 1..]);
