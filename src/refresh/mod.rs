@@ -95,7 +95,7 @@ impl Refresher {
         if let Some(dir) = &cfg.validation.warninglists_dir {
             let (wl, errors) = warninglist::Warninglists::load_dir(dir);
             for e in errors {
-                tracing::warn!("warninglist skipped: {e}");
+                tracing::warn!("warninglist problem: {e}");
             }
             tracing::info!(lists = wl.len(), dir = %dir.display(), "warninglists loaded");
             vetters.push(Arc::new(wl));

@@ -42,6 +42,8 @@ struct List {
 #[derive(Default)]
 pub struct Warninglists {
     lists: Vec<List>,
+    /// Entries that could not be used (a regex that does not compile), naming the list and the entry.
+    dropped: Vec<String>,
 }
 
 /// Converts a PHP `/pattern/flags` regex (as MISP stores warninglist entries and feed exclusion regexes) to Rust.
@@ -97,12 +99,28 @@ impl Warninglists {
                     })
                     .collect(),
             ),
-            "regex" => Matcher::Regex(f.list.iter().filter_map(|r| php_regex(r)).collect()),
+            "regex" => {
+                let mut res = Vec::new();
+                for r in &f.list {
+                    match php_regex(r) {
+                        Some(re) => res.push(re),
+                        None => self.dropped.push(format!(
+                            "{name_hint}: list {:?}: regex {r:?} does not compile; dropped",
+                            f.name
+                        )),
+                    }
+                }
+                Matcher::Regex(res)
+            }
             other => return Err(format!("{name_hint}: unknown warninglist type {other:?}")),
         };
         self.lists.push(List {
             name: f.name,
-            types: f.matching_attributes.map(|v| v.into_iter().collect()),
+            // An empty `matching_attributes` means every type, as in MISP.
+            types: f
+                .matching_attributes
+                .filter(|v| !v.is_empty())
+                .map(|v| v.into_iter().collect()),
             matcher,
         });
         Ok(())
@@ -138,7 +156,13 @@ impl Warninglists {
                 }
             }
         }
+        errors.extend(wl.dropped.iter().cloned());
         (wl, errors)
+    }
+
+    /// Entries dropped because they could not be used, each naming its list and the entry.
+    pub fn dropped(&self) -> &[String] {
+        &self.dropped
     }
 
     pub fn len(&self) -> usize {
@@ -334,6 +358,27 @@ mod tests {
             None,
             "type not listed"
         );
+    }
+
+    #[test]
+    fn empty_matching_attributes_means_every_type_and_bad_regexes_are_named() {
+        let mut wl = Warninglists::default();
+        wl.add_json(
+            "any.json",
+            br#"{"name":"any type","type":"string","list":["evil.example"],"matching_attributes":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            wl.check("domain", "evil.example", &value("domain", "evil.example")),
+            Some("any type")
+        );
+        wl.add_json(
+            "re.json",
+            br#"{"name":"broken","type":"regex","list":["/(unclosed/","/^ok$/"],"matching_attributes":["domain"]}"#,
+        )
+        .unwrap();
+        assert_eq!(wl.dropped().len(), 1);
+        assert!(wl.dropped()[0].contains("broken") && wl.dropped()[0].contains("(unclosed"));
     }
 
     #[test]
