@@ -72,6 +72,10 @@ pub struct MispConfig {
     pub interval_secs: u64,
     /// Seconds between full reconciliations (they catch hard deletes).
     pub full_sync_secs: u64,
+    /// The fraction of the stored attributes a full pull may remove at once. A pull that removes more (a wrong
+    /// filter, a half-restored MISP, a revoked sharing group) keeps the old set serving, is reported as an error
+    /// and counted, and applies only when the next full pull confirms it. 1.0 turns the guard off.
+    pub max_shrink: f64,
     /// Attempts per request before giving up.
     pub retries: u32,
     /// First retry delay; doubled each attempt, with jitter.
@@ -106,6 +110,7 @@ impl Default for MispConfig {
             page_size: 1000,
             interval_secs: 300,
             full_sync_secs: 86_400,
+            max_shrink: 0.5,
             retries: 4,
             backoff_ms: 1000,
             to_ids_only: true,

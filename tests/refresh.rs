@@ -636,3 +636,33 @@ async fn local_files_are_reloaded_only_when_they_change() {
     assert_eq!(r.cell().load().version(), v1 + 1);
     assert_eq!(hits(&r, "local-two.example.net"), ["local-two.example.net"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pull_that_shrinks_the_set_sharply_waits_for_a_second_one() {
+    let (state, url, dir) = server_with(None).await;
+    for i in 0..10 {
+        state.add("domain", &format!("c2-{i}.evil.example"), 100 + i);
+    }
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    r.start().await.unwrap();
+    assert_eq!(r.store_len(), 10);
+    // MISP now answers with three of the ten (a wrong filter, a half-restored server).
+    state.attributes.lock().unwrap().truncate(3);
+    let e = r.refresh(true).await.unwrap_err().to_string();
+    assert!(e.contains("shrink the set from 10 to 3"), "{e}");
+    assert_eq!(
+        hits(&r, "dns c2-9.evil.example"),
+        ["c2-9.evil.example"],
+        "the old set keeps serving"
+    );
+    assert_eq!(r.metrics.errors.lock().unwrap().get("misp_shrink"), Some(&1));
+    // The next full pull says the same: confirmed, applied.
+    r.refresh(true).await.unwrap();
+    assert_eq!(r.store_len(), 3);
+    assert!(hits(&r, "dns c2-9.evil.example").is_empty());
+    assert_eq!(hits(&r, "dns c2-1.evil.example"), ["c2-1.evil.example"]);
+    // Within bounds (3 to 2 is a third) nothing waits.
+    state.attributes.lock().unwrap().truncate(2);
+    r.refresh(true).await.unwrap();
+    assert_eq!(r.store_len(), 2);
+}

@@ -27,6 +27,16 @@ pub enum RefreshError {
     Body { url: String, page: PageNo, message: String },
     #[error("{url}{page}: malformed JSON: {message}")]
     Json { url: String, page: PageNo, message: String },
+    #[error(
+        "{url}: a full pull would shrink the set from {before} to {after} attributes, more than the {max_pct}% \
+             `max_shrink` allows; the old set keeps serving until the next full pull confirms it"
+    )]
+    Shrink {
+        url: String,
+        before: usize,
+        after: usize,
+        max_pct: u32,
+    },
     #[error("{0}")]
     Load(#[from] crate::load::LoadError),
     #[error("{path}: {message}")]

@@ -75,6 +75,9 @@ pub struct Refresher {
     files_seen: Vec<Option<std::time::SystemTime>>,
     /// Attributes read from the cache while MISP was unreachable at start; replaced by the first good pull.
     cached: Option<Vec<crate::load::RawAttribute>>,
+    /// A full pull refused by the shrink guard, by how many attributes it would have kept; the next full pull that
+    /// shrinks as much confirms it.
+    shrink_pending: Option<usize>,
     pub metrics: Arc<RefreshMetrics>,
 }
 
@@ -125,6 +128,7 @@ impl Refresher {
             misp_next_due: Instant::now(),
             files_seen: Vec::new(),
             cached: None,
+            shrink_pending: None,
             metrics: Arc::new(RefreshMetrics::default()),
         })
     }
@@ -209,7 +213,27 @@ impl Refresher {
             });
             let is_full = full || full_due || self.store.is_empty() && self.cached.is_some();
             let since = (!is_full).then(|| self.store.cursor());
+            let max_shrink = self.cfg.misp.as_ref().map_or(1.0, |m| m.max_shrink).clamp(0.0, 1.0);
             match m.pull(since).await {
+                Ok(attrs)
+                    if is_full
+                        && shrink_refused(
+                            &mut self.shrink_pending,
+                            self.store.len(),
+                            AttributeStore::kept_by(&attrs, self.policy.include_all),
+                            max_shrink,
+                        ) =>
+                {
+                    self.metrics.error("misp_shrink");
+                    let e = RefreshError::Shrink {
+                        url: m.url("/attributes/restSearch"),
+                        before: self.store.len(),
+                        after: self.shrink_pending.unwrap_or(0),
+                        max_pct: (max_shrink * 100.0).round() as u32,
+                    };
+                    tracing::error!("{e}");
+                    first_error = Some(e);
+                }
                 Ok(attrs) => {
                     let keep_all = self.policy.include_all;
                     let delta = if is_full {
@@ -416,4 +440,21 @@ impl Refresher {
     pub fn config(&self) -> &Config {
         &self.cfg
     }
+}
+
+/// The shrink guard: whether a full pull that keeps `after` of `before` stored attributes, fewer than `max_shrink`
+/// allows, must wait for the next full pull to confirm it. The first such pull is refused and remembered in
+/// `pending`; the next one that shrinks as much applies; a pull within bounds clears it.
+fn shrink_refused(pending: &mut Option<usize>, before: usize, after: usize, max_shrink: f64) -> bool {
+    let floor = (before as f64 * (1.0 - max_shrink)).ceil() as usize;
+    if before == 0 || after >= floor {
+        *pending = None;
+        return false;
+    }
+    if pending.take().is_some() {
+        tracing::warn!(before, after, "a second full pull confirms the shrink; applying it");
+        return false;
+    }
+    *pending = Some(after);
+    true
 }

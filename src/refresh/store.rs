@@ -45,6 +45,16 @@ impl AttributeStore {
         d
     }
 
+    /// How many attributes [`AttributeStore::replace`] with `attrs` would keep: for the shrink guard.
+    pub fn kept_by(attrs: &[RawAttribute], keep_all: bool) -> usize {
+        attrs
+            .iter()
+            .filter(|a| !a.deleted && (a.to_ids || keep_all))
+            .map(key)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
     /// Applies an incremental pull: upsert by uuid; a deleted attribute, or one whose `to_ids` became false, goes.
     pub fn apply(&mut self, attrs: Vec<RawAttribute>, keep_all: bool) -> StoreDelta {
         let mut d = StoreDelta::default();
