@@ -75,8 +75,11 @@ impl AttributeStore {
 
     /// Applies MISP push notifications. They arrive unordered across partitions, so an update older than what the
     /// store holds for that uuid is ignored (order by attribute timestamp, not arrival).
+    /// The REST cursor is left where REST answers put it: a pushed attribute newer than rows MISP has not yet
+    /// answered must not move the next incremental pull past them.
     pub fn apply_push(&mut self, mut attrs: Vec<RawAttribute>, keep_all: bool) -> StoreDelta {
         attrs.sort_by_key(|a| a.timestamp.unwrap_or(0));
+        let cursor = self.max_timestamp;
         let mut d = StoreDelta::default();
         for a in attrs {
             let k = key(&a);
@@ -93,6 +96,7 @@ impl AttributeStore {
             d.upserted += one.upserted;
             d.removed += one.removed;
         }
+        self.max_timestamp = cursor;
         d
     }
 
@@ -182,5 +186,18 @@ mod tests {
         );
         s.replace(vec![attr("a", "a.com", 1, true, false)], false);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_push_never_moves_the_rest_cursor() {
+        let mut s = AttributeStore::new();
+        s.apply(vec![attr("u1", "a.example", 100, true, false)], false);
+        s.apply_push(vec![attr("u2", "b.example", 300, true, false)], false);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s.cursor(),
+            100,
+            "rows between 100 and 300 are still fetched by the next pull"
+        );
     }
 }
