@@ -89,7 +89,13 @@ impl Snapshot {
                     } else if h.len() < 192 {
                         hash_lens[h.len() / 64] |= 1 << (h.len() % 64);
                     }
-                    let first = *hashes.entry_or_insert_with(h.to_ascii_lowercase().as_bytes(), || id);
+                    // Hex digests are stored lower-case already; only a fuzzy hash keeps its case in the value.
+                    let key: std::borrow::Cow<'_, str> = if *kind == Kind::Fuzzy {
+                        h.to_ascii_lowercase().into()
+                    } else {
+                        (&**h).into()
+                    };
+                    let first = *hashes.entry_or_insert_with(key.as_bytes(), || id);
                     if first != id {
                         hash_extra.entry(first).or_default().push(id);
                     }
