@@ -46,7 +46,11 @@ async fn full_sync_pages_through_real_misp_json_with_correct_requests() {
         ["server-1.ostdownload.xyz", "5.79.87.139"]
     );
     let reqs = state.search_requests();
-    assert_eq!(reqs.len(), 7, "321 rows in pages of 50: six full pages and a short one");
+    assert_eq!(
+        reqs.len(),
+        8,
+        "321 rows in pages of 50: six full pages, a short one and the empty one"
+    );
     for (i, q) in reqs.iter().enumerate() {
         assert_eq!(q.content_type.as_deref(), Some("application/json"));
         assert_eq!(q.body["returnFormat"], "json");
@@ -69,6 +73,26 @@ async fn paging_stops_on_an_empty_page_past_the_last_one() {
     r.start().await.unwrap();
     assert_eq!(r.store_len(), 100);
     assert_eq!(state.search_requests().len(), 3, "two full pages, then an empty one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_short_of_allowedlisted_rows_does_not_end_the_pull() {
+    // MISP drops site-Allowedlist matches after the LIMIT and leaves them out of X-Skipped-Elements-Count
+    // (app/Model/MispAttribute.php), so page 1 comes back with 49 of 50 rows although 50 more follow.
+    let (state, url, dir) = server_with(None).await;
+    for i in 0..100 {
+        state.add("domain", &format!("d{i}.example.net"), 1_700_000_000);
+    }
+    state.allowedlist.lock().unwrap().push("d7.example.net".into());
+    let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
+    r.start().await.unwrap();
+    assert_eq!(r.store_len(), 99, "the rows after the short page are pulled too");
+    assert_eq!(hits(&r, "d99.example.net"), ["d99.example.net"]);
+    assert_eq!(
+        state.search_requests().len(),
+        3,
+        "a short page, a full one, then the empty one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +176,11 @@ async fn a_500_is_retried_and_a_403_is_not() {
     let mut r = refresher(&common::write_config(dir.path(), &url, "", ""));
     state.fault(Fault::ServerError);
     r.start().await.unwrap();
-    assert_eq!(state.search_requests().len(), 2, "one 500, one retry");
+    assert_eq!(
+        state.search_requests().len(),
+        3,
+        "one 500, its retry, then the empty page 2"
+    );
     state.fault(Fault::Forbidden);
     let before = state.search_requests().len();
     assert!(r.refresh(true).await.is_err());
@@ -319,30 +347,48 @@ async fn warninglists_and_the_allowlist_drop_indicators_and_say_which_list() {
     assert_eq!(stats.filtered.get("allowlist"), Some(&1));
 }
 
+/// Serves a copy of the fixture MISP feed whose manifest lists only the events the fixture carries (the real
+/// manifest lists more), and writes a config with that feed; returns the feed directory, the event file names
+/// (sorted) and the config path.
+fn misp_feed(state: &MispState, url: &str, dir: &Path) -> (std::path::PathBuf, Vec<String>, std::path::PathBuf) {
+    let src = Path::new("fixtures/misp/feed/infoblox");
+    let out = dir.join("feed");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut events = Vec::new();
+    for e in std::fs::read_dir(src).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().to_string();
+        if name != "manifest.json" && name.ends_with(".json") {
+            std::fs::copy(src.join(&name), out.join(&name)).unwrap();
+            events.push(name);
+        }
+    }
+    events.sort();
+    let mut manifest: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(src.join("manifest.json")).unwrap()).unwrap();
+    manifest.retain(|uuid, _| events.contains(&format!("{uuid}.json")));
+    std::fs::write(out.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    *state.feed_dir.lock().unwrap() = Some(out.clone());
+    let top = format!("[[feeds]]\nname = \"infoblox\"\nurl = \"{url}/feed\"\nformat = \"misp\"\nallow_http = true\n");
+    let cfg_path = dir.join("feeds.toml");
+    std::fs::write(
+        &cfg_path,
+        format!("state_dir = {:?}\n{top}", dir.join("st").display().to_string()),
+    )
+    .unwrap();
+    (out, events, cfg_path)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misp_feed_by_url_fetches_only_changed_events_and_honours_etag() {
     let (state, url, dir) = server_with(None).await;
-    let feed_copy = dir.path().join("feed");
-    std::fs::create_dir_all(&feed_copy).unwrap();
-    for e in std::fs::read_dir("fixtures/misp/feed/infoblox").unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), feed_copy.join(e.file_name())).unwrap();
-    }
-    *state.feed_dir.lock().unwrap() = Some(feed_copy.clone());
-    let top = format!("[[feeds]]\nname = \"infoblox\"\nurl = \"{url}/feed\"\nformat = \"misp\"\nallow_http = true\n");
-    let cfg_path = dir.path().join("feeds.toml");
-    std::fs::write(
-        &cfg_path,
-        format!("state_dir = {:?}\n{top}", dir.path().join("st").display().to_string()),
-    )
-    .unwrap();
+    let (_, _, cfg_path) = misp_feed(&state, &url, dir.path());
     let mut r = refresher(&cfg_path);
     let (from, _) = r.start().await.unwrap();
     assert_eq!(from, StartedFrom::LocalOnly);
     assert!(r.cell().load().len() > 100);
     let first = state.feed_requests.lock().unwrap().clone();
     assert_eq!(first[0], "manifest.json");
-    assert!(first.len() > 3, "every manifest event is tried once: {}", first.len());
+    assert_eq!(first.len(), 4, "each manifest event once: {first:?}");
     state.feed_requests.lock().unwrap().clear();
     r.refresh(true).await.unwrap();
     assert_eq!(
@@ -350,6 +396,37 @@ async fn misp_feed_by_url_fetches_only_changed_events_and_honours_etag() {
         ["manifest.json"],
         "304: nothing else fetched"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_event_that_failed_is_fetched_again_though_the_manifest_is_unchanged() {
+    // The manifest's ETag is stored only once every changed event it lists was applied (app/Model/Feed.php reads
+    // events by manifest): otherwise the next manifest answers 304 and the failed event is never fetched again.
+    let (state, url, dir) = server_with(None).await;
+    let (feed_copy, events, cfg_path) = misp_feed(&state, &url, dir.path());
+    let held_back = feed_copy.join(&events[0]);
+    let aside = dir.path().join("aside.json");
+    std::fs::rename(&held_back, &aside).unwrap();
+    let mut r = refresher(&cfg_path);
+    r.start().await.unwrap();
+    let partial = r.cell().load().len();
+    std::fs::rename(&aside, &held_back).unwrap();
+    state.feed_requests.lock().unwrap().clear();
+    r.refresh(true).await.unwrap();
+    let second = state.feed_requests.lock().unwrap().clone();
+    assert_eq!(
+        second,
+        ["manifest.json".to_string(), events[0].clone()],
+        "only the failed event again"
+    );
+    assert!(
+        r.cell().load().len() > partial,
+        "{partial} -> {}",
+        r.cell().load().len()
+    );
+    state.feed_requests.lock().unwrap().clear();
+    r.refresh(true).await.unwrap();
+    assert_eq!(*state.feed_requests.lock().unwrap(), ["manifest.json"], "now 304");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// HTTP cache validators of one answer.
+#[derive(Debug, Default)]
+struct Validators {
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
 /// One configured feed and what it last contributed.
 pub struct FeedSource {
     pub cfg: FeedConfig,
@@ -105,7 +112,10 @@ impl FeedSource {
         Ok(changed)
     }
 
-    async fn get(&mut self, url: &str, conditional: bool) -> Result<Option<bytes::Bytes>, RefreshError> {
+    /// A GET; `conditional` sends the stored validators. Returns the body (`None` for 304) and the answer's
+    /// validators, which the caller stores only once everything the answer points to has been applied: storing them
+    /// first would turn the next pull into a 304 and a failed event would never be fetched again.
+    async fn get(&mut self, url: &str, conditional: bool) -> Result<Option<(bytes::Bytes, Validators)>, RefreshError> {
         self.requests += 1;
         let started = Instant::now();
         let mut req = self.http.get(url);
@@ -142,23 +152,33 @@ impl FeedSource {
                 message: status.canonical_reason().unwrap_or("").to_string(),
             });
         }
-        if conditional {
-            let h = resp.headers();
-            self.etag = h.get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
-            self.last_modified = h.get(LAST_MODIFIED).and_then(|v| v.to_str().ok()).map(str::to_string);
-        }
+        let h = resp.headers();
+        let header = |n| {
+            h.get(n)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let validators = Validators {
+            etag: header(ETAG),
+            last_modified: header(LAST_MODIFIED),
+        };
         let bytes = resp.bytes().await.map_err(|e| RefreshError::Body {
             url: url.to_string(),
             page: pg,
             message: e.to_string(),
         })?;
-        Ok(Some(bytes))
+        Ok(Some((bytes, validators)))
+    }
+
+    fn store_validators(&mut self, v: Validators) {
+        self.etag = v.etag;
+        self.last_modified = v.last_modified;
     }
 
     async fn pull_misp(&mut self) -> Result<bool, RefreshError> {
         let base = self.cfg.url.trim_end_matches('/').to_string();
         let murl = format!("{base}/manifest.json");
-        let Some(bytes) = self.get(&murl, true).await? else {
+        let Some((bytes, validators)) = self.get(&murl, true).await? else {
             return Ok(false);
         };
         let manifest: serde_json::Map<String, serde_json::Value> =
@@ -168,6 +188,7 @@ impl FeedSource {
                 message: e.to_string(),
             })?;
         let mut changed = false;
+        let mut failed = 0usize;
         let before = self.events.len();
         self.events.retain(|uuid, _| manifest.contains_key(uuid));
         changed |= self.events.len() != before;
@@ -186,23 +207,34 @@ impl FeedSource {
             }
             let eurl = format!("{base}/{uuid}.json");
             match self.get(&eurl, false).await {
-                Ok(Some(b)) => match collect_attributes(&eurl, &b) {
+                Ok(Some((b, _))) => match collect_attributes(&eurl, &b) {
                     Ok(attrs) => {
                         self.events.insert(uuid.clone(), (ts, attrs));
                         changed = true;
                     }
-                    Err(e) => tracing::warn!("{e}; keeping the previous copy of this event"),
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!("{e}; keeping the previous copy of this event, retried next pull");
+                    }
                 },
                 Ok(None) => {}
-                Err(e) => tracing::warn!("{e}; keeping the previous copy of this event"),
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!("{e}; keeping the previous copy of this event, retried next pull");
+                }
             }
+        }
+        if failed == 0 {
+            self.store_validators(validators);
+        } else {
+            tracing::warn!(url = %murl, failed, "feed events failed; the manifest is fetched again next pull");
         }
         Ok(changed)
     }
 
     async fn pull_text(&mut self) -> Result<bool, RefreshError> {
         let url = self.cfg.url.clone();
-        let Some(bytes) = self.get(&url, true).await? else {
+        let Some((bytes, validators)) = self.get(&url, true).await? else {
             return Ok(false);
         };
         let event = Arc::new(EventMeta {
@@ -225,6 +257,7 @@ impl FeedSource {
             })
             .collect();
         self.flat = attrs;
+        self.store_validators(validators);
         Ok(true)
     }
 }

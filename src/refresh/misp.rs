@@ -3,8 +3,8 @@
 //!
 //! The traps from MISP's source are handled here: filters only work in a JSON body sent with exactly
 //! `Content-Type: application/json`; filter values go as `0`/`1` because JSON `false` silently removes a filter;
-//! rows are ordered by `Attribute.id asc` since MISP has no default order; paging stops when a page returns fewer
-//! than `limit` rows plus `X-Skipped-Elements-Count`, and `X-Result-Count` is never trusted as a total.
+//! rows are ordered by `Attribute.id asc` since MISP has no default order; paging stops on an empty page (a short
+//! one may only have lost Allowedlist rows), and `X-Result-Count` is never trusted as a total.
 
 use super::error::{PageNo, RefreshError};
 use crate::config::MispConfig;
@@ -321,8 +321,18 @@ impl MispClient {
             );
             let n = rows.len();
             out.extend(rows);
-            if n + skipped < self.cfg.page_size {
+            // MISP removes Allowedlist matches after the SQL LIMIT without counting them in
+            // X-Skipped-Elements-Count, so a short page is only a hint that the end is near: the empty page ends it.
+            if n == 0 {
                 return Ok(out);
+            }
+            if n + skipped < self.cfg.page_size {
+                tracing::debug!(
+                    page,
+                    rows = n,
+                    skipped,
+                    "short page; asking for the next one to be sure"
+                );
             }
             page += 1;
         }

@@ -50,6 +50,9 @@ pub struct MispState {
     pub feed_dir: Mutex<Option<std::path::PathBuf>>,
     pub feed_requests: Mutex<Vec<String>>,
     pub sightings: Mutex<Vec<Value>>,
+    /// Values MISP's site Allowedlist removes from restSearch answers: after the SQL LIMIT, and not counted in
+    /// `X-Skipped-Elements-Count` (`app/Model/MispAttribute.php`, fetchAttributes after the query).
+    pub allowedlist: Mutex<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -266,6 +269,11 @@ async fn rest_search(State(s): State<Arc<MispState>>, headers: HeaderMap, body: 
         rows.into_iter().skip(limit * (page - 1)).take(limit).cloned().collect()
     };
     drop(attrs);
+    let allowed = s.allowedlist.lock().unwrap().clone();
+    let page_rows: Vec<Value> = page_rows
+        .into_iter()
+        .filter(|a| !allowed.iter().any(|v| a["value"] == *v))
+        .collect();
     let result_count = if limit > 0 && page_rows.len() == limit {
         limit + 1
     } else if page_rows.is_empty() {
