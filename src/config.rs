@@ -177,6 +177,9 @@ pub struct ValidationConfig {
     pub min_v6_prefix: u8,
     /// A directory of MISP warninglist JSON files (`*.json`, searched recursively).
     pub warninglists_dir: Option<PathBuf>,
+    /// Which of those lists apply. MISP ships every list disabled, and several (dynamic DNS, LOTS, link shorteners)
+    /// hold the platforms real C2 lives on, so applying all of them would silently drop real indicators.
+    pub warninglists: WarninglistSelection,
     /// Domains (suffix), CIDRs and hashes that must never alert, one a line.
     pub allowlist: Option<PathBuf>,
     /// Load attributes without `to_ids` too.
@@ -189,8 +192,43 @@ impl Default for ValidationConfig {
             min_v4_prefix: 8,
             min_v6_prefix: 24,
             warninglists_dir: None,
+            warninglists: WarninglistSelection::default(),
             allowlist: None,
             include_all: false,
+        }
+    }
+}
+
+/// `validation.warninglists`: `"default"` (private and reserved ranges, empty-file hashes, top-site lists, cloud
+/// ranges), `"all"`, `"misp"` (the lists the MISP server has enabled), or a list of names (the list's directory
+/// name in misp-warninglists, such as `rfc1918`, or its `name`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WarninglistSelection {
+    #[default]
+    Default,
+    All,
+    Misp,
+    Names(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for WarninglistSelection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Names(Vec<String>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Names(n) => Ok(WarninglistSelection::Names(n)),
+            Raw::Word(w) => match w.as_str() {
+                "default" => Ok(WarninglistSelection::Default),
+                "all" => Ok(WarninglistSelection::All),
+                "misp" => Ok(WarninglistSelection::Misp),
+                other => Err(serde::de::Error::custom(format!(
+                    "validation.warninglists = {other:?}: expected \"default\", \"all\", \"misp\" or a list of names"
+                ))),
+            },
         }
     }
 }

@@ -319,16 +319,12 @@ async fn warninglists_and_the_allowlist_drop_indicators_and_say_which_list() {
     state.add("domain", "evil.example.net", 1);
     let allow = dir.path().join("allow.txt");
     std::fs::write(&allow, "corp.example\n").unwrap();
-    let wl = std::fs::canonicalize("fixtures/misp/warninglists").unwrap();
-    let extra = format!(
-        "[validation]\nwarninglists_dir = {:?}\nallowlist = {:?}\n",
-        wl.display().to_string(),
+    let validation = format!(
+        "warninglists_dir = {:?}\nallowlist = {:?}\n",
+        warninglists_dir(),
         allow.display().to_string()
     );
-    let cfg = common::write_config(dir.path(), &url, "", "");
-    let text = std::fs::read_to_string(&cfg).unwrap() + &extra;
-    std::fs::write(&cfg, text).unwrap();
-    let mut r = refresher(&cfg);
+    let mut r = refresher(&config_with_validation(dir.path(), &url, &validation));
     r.start().await.unwrap();
     assert_eq!(r.cell().load().len(), 1);
     let stats = r.metrics.last_load.lock().unwrap().clone();
@@ -345,6 +341,124 @@ async fn warninglists_and_the_allowlist_drop_indicators_and_say_which_list() {
         Some(&1)
     );
     assert_eq!(stats.filtered.get("allowlist"), Some(&1));
+}
+
+/// A config for the test server with a `[validation]` section appended.
+fn config_with_validation(dir: &Path, url: &str, validation: &str) -> std::path::PathBuf {
+    let cfg = common::write_config(dir, url, "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap() + "[validation]\n" + validation;
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn warninglists_dir() -> String {
+    std::fs::canonicalize("fixtures/misp/warninglists")
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warninglists_are_the_safe_default_a_named_set_or_the_set_misp_has_enabled() {
+    // MISP ships every warninglist disabled (app/Model/Warninglist.php); applying a whole directory drops real C2
+    // hosted on shared platforms. Real lists: fixtures/misp/warninglists (misp-warninglists @84f0610).
+    let (state, url, dir) = server_with(None).await;
+    for (t, v) in [
+        ("domain", "x.duckdns.org"),
+        ("domain", "x.ngrok.io"),
+        ("url", "https://bit.ly/3xYzAbc"),
+        ("domain", "www.google.com"),
+        ("ip-dst", "10.1.2.3"),
+        ("domain", "partner.example"),
+        ("domain", "evil.example.net"),
+    ] {
+        state.add(t, v, 1);
+    }
+    let values = |r: &Refresher| {
+        let mut v: Vec<String> = r.cell().load().indicators().iter().map(|i| i.value.name()).collect();
+        v.sort();
+        v
+    };
+    let wl = warninglists_dir();
+    let mut r = refresher(&config_with_validation(
+        dir.path(),
+        &url,
+        &format!("warninglists_dir = {wl:?}\n"),
+    ));
+    r.start().await.unwrap();
+    assert_eq!(
+        values(&r),
+        [
+            "bit.ly/3xYzAbc",
+            "evil.example.net",
+            "partner.example",
+            "x.duckdns.org",
+            "x.ngrok.io"
+        ],
+        "the default drops the top site and the private address, never the C2 on platforms"
+    );
+    let stats = r.metrics.last_load.lock().unwrap().clone();
+    assert_eq!(stats.warninglists.len(), 4, "{:?}", stats.warninglists);
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let named = format!("warninglists_dir = {wl:?}\nwarninglists = [\"rfc1918\", \"lots-project\"]\n");
+    let mut r = refresher(&config_with_validation(dir2.path(), &url, &named));
+    r.start().await.unwrap();
+    assert_eq!(
+        values(&r),
+        ["evil.example.net", "partner.example", "www.google.com"],
+        "only the named lists: LOTS (chosen on purpose) drops the platforms' C2, tranco10k is not applied"
+    );
+
+    // "misp": the server has rfc1918 (also in the directory) and a list of its own enabled, tranco10k disabled.
+    state.add_warninglist(
+        "List of RFC 1918 CIDR blocks",
+        "cidr",
+        &["10.0.0.0/8"],
+        &["ip-src", "ip-dst"],
+        true,
+    );
+    state.add_warninglist(
+        "Top 10K most-used sites from Tranco",
+        "hostname",
+        &["google.com"],
+        &["domain"],
+        false,
+    );
+    state.add_warninglist("Our partners", "hostname", &["partner.example"], &["ALL"], true);
+    let dir3 = tempfile::tempdir().unwrap();
+    let misp = format!("warninglists_dir = {wl:?}\nwarninglists = \"misp\"\n");
+    let mut r = refresher(&config_with_validation(dir3.path(), &url, &misp));
+    r.start().await.unwrap();
+    assert_eq!(
+        values(&r),
+        [
+            "bit.ly/3xYzAbc",
+            "evil.example.net",
+            "www.google.com",
+            "x.duckdns.org",
+            "x.ngrok.io"
+        ],
+        "MISP's enabled set: its own list fetched from MISP, tranco10k off"
+    );
+    let stats = r.metrics.last_load.lock().unwrap().clone();
+    assert_eq!(stats.filtered.get("warninglist: Our partners"), Some(&1));
+    assert_eq!(
+        stats.filtered.get("warninglist: List of RFC 1918 CIDR blocks"),
+        Some(&1)
+    );
+
+    // A name the directory does not have is reported, and counted, where `check` shows it.
+    let dir4 = tempfile::tempdir().unwrap();
+    let typo = format!("warninglists_dir = {wl:?}\nwarninglists = [\"rfc1819\"]\n");
+    let mut r = refresher(&config_with_validation(dir4.path(), &url, &typo));
+    r.start().await.unwrap();
+    let stats = r.metrics.last_load.lock().unwrap().clone();
+    assert!(
+        stats.warnings.iter().any(|w| w.contains("rfc1819")),
+        "{:?}",
+        stats.warnings
+    );
 }
 
 /// Serves a copy of the fixture MISP feed whose manifest lists only the events the fixture carries (the real

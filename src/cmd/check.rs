@@ -84,6 +84,12 @@ pub fn report(set: &IndicatorSet, stats: &LoadStats) -> String {
         "\nskipped: {} without to_ids, {} deleted (use --all to load them)",
         stats.skipped_not_ids, stats.skipped_deleted
     );
+    if !stats.warninglists.is_empty() {
+        let _ = writeln!(s, "\nwarninglists applied ({}):", stats.warninglists.len());
+        for n in &stats.warninglists {
+            let _ = writeln!(s, "  {n}");
+        }
+    }
     if !stats.filtered.is_empty() {
         let _ = writeln!(s, "\ndropped by warninglists or the allowlist:");
         for (list, n) in &stats.filtered {
@@ -94,7 +100,7 @@ pub fn report(set: &IndicatorSet, stats: &LoadStats) -> String {
         }
     }
     if !stats.warnings.is_empty() {
-        let _ = writeln!(s, "\nwarnings:");
+        let _ = writeln!(s, "\nwarnings ({}):", stats.warnings.len());
         for w in &stats.warnings {
             let _ = writeln!(s, "  {w}");
         }

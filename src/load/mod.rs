@@ -105,6 +105,8 @@ pub struct LoadStats {
     pub filtered: BTreeMap<String, usize>,
     /// The first few dropped values per list, with where they came from.
     pub filtered_examples: BTreeMap<String, Vec<String>>,
+    /// The names of the warninglists that were applied.
+    pub warninglists: Vec<String>,
 }
 
 impl LoadStats {

@@ -368,22 +368,7 @@ impl MispClient {
     /// Reads the key's role and lists the permissions it has beyond what iocmatch needs.
     pub async fn whoami(&self) -> Result<RoleReport, RefreshError> {
         let path = "/users/view/me";
-        let url = self.url(path);
-        let started = Instant::now();
-        let (status, _, bytes) = self.send(Method::GET, path, None, None).await?;
-        tracing::info!(
-            method = "GET",
-            path,
-            status = status.as_u16(),
-            rows = 1,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "MISP API call"
-        );
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| RefreshError::Json {
-            url: url.clone(),
-            page: PageNo(None),
-            message: e.to_string(),
-        })?;
+        let (v, url) = self.get_json(path).await?;
         let role = v
             .get("Role")
             .and_then(Value::as_object)
@@ -409,6 +394,83 @@ impl MispClient {
             excess,
             lacking,
         })
+    }
+}
+
+impl MispClient {
+    /// A GET whose answer must be JSON; returns it with the URL, for errors.
+    async fn get_json(&self, path: &str) -> Result<(Value, String), RefreshError> {
+        let url = self.url(path);
+        let started = Instant::now();
+        let (status, _, bytes) = self.send(Method::GET, path, None, None).await?;
+        tracing::info!(
+            method = "GET",
+            path,
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "MISP API call"
+        );
+        let v = serde_json::from_slice(&bytes).map_err(|e| RefreshError::Json {
+            url: url.clone(),
+            page: PageNo(None),
+            message: e.to_string(),
+        })?;
+        Ok((v, url))
+    }
+
+    /// The warninglists the MISP server has enabled, as (id, name): `GET /warninglists/index`. MISP ships every
+    /// list disabled and its admin enables a chosen set, which `validation.warninglists = "misp"` follows.
+    pub async fn enabled_warninglists(&self) -> Result<Vec<(String, String)>, RefreshError> {
+        let (v, url) = self.get_json("/warninglists/index").await?;
+        let lists = v
+            .get("Warninglists")
+            .and_then(Value::as_array)
+            .ok_or_else(|| RefreshError::Json {
+                url,
+                page: PageNo(None),
+                message: "no Warninglists list in /warninglists/index".into(),
+            })?;
+        Ok(lists
+            .iter()
+            .filter_map(|w| w.get("Warninglist").unwrap_or(w).as_object())
+            .filter(|w| w.get("enabled").and_then(crate::load::lenient_bool).unwrap_or(false))
+            .filter_map(|w| {
+                let id = w.get("id").and_then(crate::load::lenient_string)?;
+                let name = w.get("name").and_then(Value::as_str)?.to_string();
+                Some((id, name))
+            })
+            .collect())
+    }
+
+    /// One warninglist with its entries, `GET /warninglists/view/{id}`, as a misp-warninglists `list.json`, for a
+    /// list the local warninglists directory does not have (one the MISP admin made).
+    pub async fn warninglist(&self, id: &str) -> Result<Vec<u8>, RefreshError> {
+        let (v, url) = self.get_json(&format!("/warninglists/view/{id}")).await?;
+        let w = v.get("Warninglist").unwrap_or(&v);
+        let strings = |list: &str, field: &str| -> Vec<Value> {
+            w.get(list)
+                .or_else(|| v.get(list))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.get(field).and_then(Value::as_str).map(|s| json!(s)))
+                .collect()
+        };
+        let name = w
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RefreshError::Json {
+                url,
+                page: PageNo(None),
+                message: "no Warninglist.name".into(),
+            })?;
+        let file = json!({
+            "name": name,
+            "type": w.get("type").cloned().unwrap_or(json!("string")),
+            "list": strings("WarninglistEntry", "value"),
+            "matching_attributes": strings("WarninglistType", "type"),
+        });
+        Ok(serde_json::to_vec(&file).expect("JSON values serialise"))
     }
 }
 

@@ -19,7 +19,8 @@ use crate::snapshot::SnapshotCell;
 pub use error::RefreshError;
 
 use crate::config::Config;
-use crate::load::{LoadStats, Loader, Vet};
+use crate::config::WarninglistSelection;
+use crate::load::{LoadStats, Loader};
 use crate::{Policy, Snapshot};
 use feed::FeedSource;
 use misp::{ApiKey, MispClient, RoleReport};
@@ -28,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::AttributeStore;
+use warninglist::{ListDir, Wanted};
 
 /// Counters the refresher keeps for metrics.
 #[derive(Debug, Default)]
@@ -65,7 +67,10 @@ pub struct Refresher {
     misp: Option<MispClient>,
     store: AttributeStore,
     feeds: Vec<FeedSource>,
-    vetters: Vec<Arc<dyn Vet>>,
+    warninglists: Option<Arc<warninglist::Warninglists>>,
+    /// What was wrong with the warninglists at the last selection (unusable entries, names not found), for `check`.
+    warninglist_problems: Vec<String>,
+    allowlist: Option<Arc<warninglist::Allowlist>>,
     cell: Arc<SnapshotCell>,
     version: u64,
     last_full: Option<Instant>,
@@ -94,34 +99,34 @@ impl Refresher {
             .iter()
             .map(|f| FeedSource::new(f.clone(), timeout))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut vetters: Vec<Arc<dyn Vet>> = Vec::new();
-        if let Some(dir) = &cfg.validation.warninglists_dir {
-            let (wl, errors) = warninglist::Warninglists::load_dir(dir);
-            for e in errors {
-                tracing::warn!("warninglist problem: {e}");
-            }
-            tracing::info!(lists = wl.len(), dir = %dir.display(), "warninglists loaded");
-            vetters.push(Arc::new(wl));
+        if cfg.validation.warninglists == WarninglistSelection::Misp && cfg.misp.is_none() {
+            return Err(RefreshError::Config(
+                "validation.warninglists = \"misp\" needs a [misp] section".into(),
+            ));
         }
-        if let Some(p) = &cfg.validation.allowlist {
-            let a = warninglist::Allowlist::load(p).map_err(|e| RefreshError::Io {
-                path: p.display().to_string(),
-                message: e.to_string(),
-            })?;
-            vetters.push(Arc::new(a));
-        }
+        let allowlist = match &cfg.validation.allowlist {
+            Some(p) => Some(Arc::new(warninglist::Allowlist::load(p).map_err(|e| {
+                RefreshError::Io {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                }
+            })?)),
+            None => None,
+        };
         let policy = Policy {
             include_all: cfg.validation.include_all,
             min_v4_prefix: cfg.validation.min_v4_prefix,
             min_v6_prefix: cfg.validation.min_v6_prefix,
         };
-        Ok(Refresher {
+        let mut r = Refresher {
             cfg,
             policy,
             misp,
             store: AttributeStore::new(),
             feeds,
-            vetters,
+            warninglists: None,
+            warninglist_problems: Vec::new(),
+            allowlist,
             cell: Arc::new(SnapshotCell::new(Snapshot::empty())),
             version: 0,
             last_full: None,
@@ -130,7 +135,80 @@ impl Refresher {
             cached: None,
             shrink_pending: None,
             metrics: Arc::new(RefreshMetrics::default()),
-        })
+        };
+        let wanted = match &r.cfg.validation.warninglists {
+            WarninglistSelection::All => Wanted::All,
+            WarninglistSelection::Names(n) => Wanted::Named(n.clone()),
+            // "misp": the safe default until the server says which lists it has enabled.
+            WarninglistSelection::Default | WarninglistSelection::Misp => Wanted::Default,
+        };
+        r.select_warninglists(&wanted, Vec::new());
+        Ok(r)
+    }
+
+    /// Builds the warninglists to apply from `warninglists_dir`, plus lists fetched from MISP (`extra`, as
+    /// (name, list file)) that the directory does not have.
+    fn select_warninglists(&mut self, wanted: &Wanted, extra: Vec<(String, Vec<u8>)>) {
+        let dir = self.cfg.validation.warninglists_dir.clone();
+        if dir.is_none() && extra.is_empty() {
+            return;
+        }
+        let (mut wl, mut problems) = match &dir {
+            Some(d) => ListDir::read(d).select(wanted),
+            None => (warninglist::Warninglists::default(), Vec::new()),
+        };
+        if dir.is_none() {
+            problems.clear();
+        }
+        for (name, bytes) in extra {
+            if let Err(e) = wl.add_json(&format!("MISP warninglist {name}"), &bytes) {
+                problems.push(e);
+            }
+        }
+        for p in &problems {
+            tracing::warn!("warninglist problem: {p}");
+        }
+        tracing::info!(
+            lists = wl.len(),
+            names = %wl.names().collect::<Vec<_>>().join(", "),
+            "warninglists selected"
+        );
+        self.warninglist_problems = problems;
+        self.warninglists = Some(Arc::new(wl));
+    }
+
+    /// With `validation.warninglists = "misp"`: applies the lists the MISP server has enabled, taking each from
+    /// `warninglists_dir` when it has the list, else from MISP. On failure the current selection stays.
+    async fn follow_misp_warninglists(&mut self) {
+        let Some(m) = &self.misp else { return };
+        let enabled = match m.enabled_warninglists().await {
+            Ok(e) => e,
+            Err(e) => {
+                self.metrics.error("misp_warninglists");
+                tracing::error!("cannot read MISP's enabled warninglists, keeping the current selection: {e}");
+                return;
+            }
+        };
+        let local: std::collections::HashSet<String> = match &self.cfg.validation.warninglists_dir {
+            Some(d) => ListDir::read(d).names().map(|n| n.to_ascii_lowercase()).collect(),
+            None => Default::default(),
+        };
+        let mut extra = Vec::new();
+        let mut names = Vec::new();
+        for (id, name) in &enabled {
+            if local.contains(&name.to_ascii_lowercase()) {
+                names.push(name.clone());
+                continue;
+            }
+            match m.warninglist(id).await {
+                Ok(b) => extra.push((name.clone(), b)),
+                Err(e) => {
+                    self.metrics.error("misp_warninglists");
+                    tracing::error!(list = %name, "cannot fetch an enabled MISP warninglist: {e}");
+                }
+            }
+        }
+        self.select_warninglists(&Wanted::Named(names), extra);
     }
 
     /// The serving snapshot, shared with scorers.
@@ -205,12 +283,16 @@ impl Refresher {
         let mut first_error = None;
         let mut dirty = full || self.version == 0;
         let misp_due = full || Instant::now() >= self.misp_next_due;
+        let full_due = self.last_full.is_none_or(|t| {
+            t.elapsed() >= Duration::from_secs(self.cfg.misp.as_ref().map_or(86_400, |m| m.full_sync_secs))
+        });
+        if misp_due && (full || full_due) && self.cfg.validation.warninglists == WarninglistSelection::Misp {
+            self.follow_misp_warninglists().await;
+            dirty = true;
+        }
         if let (Some(m), true) = (&self.misp, misp_due) {
             self.misp_next_due =
                 Instant::now() + Duration::from_secs(self.cfg.misp.as_ref().map_or(300, |m| m.interval_secs));
-            let full_due = self.last_full.is_none_or(|t| {
-                t.elapsed() >= Duration::from_secs(self.cfg.misp.as_ref().map_or(86_400, |m| m.full_sync_secs))
-            });
             let is_full = full || full_due || self.store.is_empty() && self.cached.is_some();
             let since = (!is_full).then(|| self.store.cursor());
             let max_shrink = self.cfg.misp.as_ref().map_or(1.0, |m| m.max_shrink).clamp(0.0, 1.0);
@@ -301,8 +383,11 @@ impl Refresher {
     /// Validates every source's attributes, builds a snapshot, swaps it in and writes the cache.
     pub fn rebuild(&mut self) -> Result<ChangeReport, RefreshError> {
         let mut l = Loader::new(self.policy.clone()).keep_accepted();
-        for v in &self.vetters {
-            l = l.with_vetter(v.clone());
+        if let Some(w) = &self.warninglists {
+            l = l.with_vetter(w.clone());
+        }
+        if let Some(a) = &self.allowlist {
+            l = l.with_vetter(a.clone());
         }
         for p in &self.cfg.iocs {
             if let Err(e) = l.load_path(p) {
@@ -324,7 +409,11 @@ impl Refresher {
             }
         }
         let accepted = l.take_accepted();
-        let (set, stats) = l.finish();
+        let (set, mut stats) = l.finish();
+        if let Some(w) = &self.warninglists {
+            stats.warninglists = w.names().map(str::to_string).collect();
+        }
+        stats.warnings.extend(self.warninglist_problems.iter().cloned());
         for (list, n) in &stats.filtered {
             tracing::info!(list = %list, dropped = n, "indicators dropped by a warninglist or the allowlist");
         }

@@ -53,6 +53,9 @@ pub struct MispState {
     /// Values MISP's site Allowedlist removes from restSearch answers: after the SQL LIMIT, and not counted in
     /// `X-Skipped-Elements-Count` (`app/Model/MispAttribute.php`, fetchAttributes after the query).
     pub allowedlist: Mutex<Vec<String>>,
+    /// Warninglists as MISP's `/warninglists/view/{id}` returns them (`Warninglist` with `WarninglistEntry` and
+    /// `WarninglistType`); `/warninglists/index` lists them without entries.
+    pub warninglists: Mutex<Vec<Value>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -141,6 +144,22 @@ impl MispState {
 
     pub fn fault(&self, f: Fault) {
         self.faults.lock().unwrap().push_back(f);
+    }
+
+    /// Adds a warninglist the way MISP stores one (every field a string but `enabled`); returns its id.
+    pub fn add_warninglist(&self, name: &str, kind: &str, entries: &[&str], types: &[&str], enabled: bool) -> String {
+        let mut w = self.warninglists.lock().unwrap();
+        let id = (w.len() + 1).to_string();
+        let entry = |(i, v): (usize, &&str)| json!({"id": (i + 1).to_string(), "value": v, "warninglist_id": id, "comment": null});
+        let ty = |(i, t): (usize, &&str)| json!({"id": (i + 1).to_string(), "type": t, "warninglist_id": id});
+        w.push(json!({"Warninglist": {
+            "id": id, "name": name, "type": kind, "description": "", "version": "1", "enabled": enabled,
+            "default": true, "category": "false_positive", "warninglist_entry_count": entries.len().to_string(),
+            "valid_attributes": types.join(", "),
+            "WarninglistEntry": entries.iter().enumerate().map(entry).collect::<Vec<_>>(),
+            "WarninglistType": types.iter().enumerate().map(ty).collect::<Vec<_>>(),
+        }}));
+        id
     }
 
     pub fn search_requests(&self) -> Vec<Recorded> {
@@ -343,6 +362,47 @@ async fn add_sightings(State(s): State<Arc<MispState>>, headers: HeaderMap, body
     }
 }
 
+async fn warninglists_index(State(s): State<Arc<MispState>>, headers: HeaderMap) -> Response {
+    if !authorised(&headers) {
+        return forbidden("/warninglists/index");
+    }
+    let lists: Vec<Value> = s
+        .warninglists
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let mut w = w.clone();
+            let o = w["Warninglist"].as_object_mut().unwrap();
+            o.remove("WarninglistEntry");
+            o.remove("WarninglistType");
+            w
+        })
+        .collect();
+    axum::Json(json!({ "Warninglists": lists })).into_response()
+}
+
+async fn warninglist_view(State(s): State<Arc<MispState>>, AxPath(id): AxPath<String>, headers: HeaderMap) -> Response {
+    if !authorised(&headers) {
+        return forbidden("/warninglists/view");
+    }
+    let found = s
+        .warninglists
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|w| w["Warninglist"]["id"] == id)
+        .cloned();
+    match found {
+        Some(w) => axum::Json(w).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"name": "Invalid Warninglist.", "message": "Invalid Warninglist.", "url": format!("/warninglists/view/{id}")})),
+        )
+            .into_response(),
+    }
+}
+
 async fn feed_file(State(s): State<Arc<MispState>>, AxPath(name): AxPath<String>, headers: HeaderMap) -> Response {
     s.feed_requests.lock().unwrap().push(name.clone());
     let Some(dir) = s.feed_dir.lock().unwrap().clone() else {
@@ -369,6 +429,8 @@ pub fn router(state: Arc<MispState>) -> Router {
         .route("/users/view/me", get(view_me))
         .route("/sightings/add", post(add_sightings))
         .route("/feed/{name}", get(feed_file))
+        .route("/warninglists/index", get(warninglists_index))
+        .route("/warninglists/view/{id}", get(warninglist_view))
         .with_state(state)
 }
 
