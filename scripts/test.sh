@@ -23,6 +23,13 @@ if ! command -v check-jsonschema >/dev/null 2>&1; then
   python3 -m pip install -q check-jsonschema >/dev/null 2>&1 || echo "note: could not install check-jsonschema" >&2
 fi
 
+# A real libzmq publisher for tests/zmq.rs (MISP's ZeroMQ feed): pyzmq from PyPI, required once installed.
+if python3 -c "import zmq" >/dev/null 2>&1 || python3 -m pip install -q pyzmq >/dev/null 2>&1; then
+  export IOCMATCH_REQUIRE_ZMQ=1
+else
+  echo "note: could not install pyzmq; tests/zmq.rs will say so and skip" >&2
+fi
+
 # A real Kafka-protocol broker for tests/stream.rs (about 13 minutes to build once; reused afterwards).
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
   echo "installing tansu (Kafka-compatible broker) with cargo install; this takes a while once"

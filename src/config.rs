@@ -91,6 +91,8 @@ pub struct MispConfig {
     pub not_tags: Vec<String>,
     /// Include only events created by these organisations.
     pub orgs: Vec<String>,
+    /// MISP's ZeroMQ feed (`tcp://misp:50000`): attribute and event notifications applied between REST pulls.
+    pub zmq_url: Option<String>,
     /// Report hits back to MISP as sightings.
     pub sightings: bool,
     pub sighting_source: String,
@@ -119,6 +121,7 @@ impl Default for MispConfig {
             tags: Vec::new(),
             not_tags: Vec::new(),
             orgs: Vec::new(),
+            zmq_url: None,
             sightings: false,
             sighting_source: "iocmatch".into(),
         }

@@ -4,6 +4,7 @@ mod common;
 
 use common::{Fault, MispState, KEY};
 use iocmatch::config::Config;
+use iocmatch::refresh::push::Notice;
 use iocmatch::refresh::{Refresher, StartedFrom};
 use iocmatch::scan::scan_line;
 use std::path::Path;
@@ -108,7 +109,14 @@ async fn incremental_pull_applies_adds_soft_deletes_and_to_ids_flips() {
     state.edit(&b, "deleted", serde_json::json!(true), 200);
     state.edit(&c, "to_ids", serde_json::json!(false), 200);
     let report = r.refresh(false).await.unwrap();
-    let last = state.search_requests().last().unwrap().body.clone();
+    let reqs = state.search_requests();
+    let last = reqs
+        .iter()
+        .rev()
+        .find(|q| q.body.get("timestamp").is_some())
+        .unwrap()
+        .body
+        .clone();
     assert_eq!(last["timestamp"], 100, "incremental by timestamp cursor");
     assert_eq!(last["deleted"], serde_json::json!([0, 1]));
     assert!(last.get("to_ids").is_none(), "to_ids flips must be visible");
@@ -343,6 +351,126 @@ async fn warninglists_and_the_allowlist_drop_indicators_and_say_which_list() {
     assert_eq!(stats.filtered.get("allowlist"), Some(&1));
 }
 
+fn stored(r: &Refresher) -> Vec<String> {
+    let mut v: Vec<String> = r.cell().load().indicators().iter().map(|i| i.value.name()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_tags_and_publishing_reach_the_set_without_a_full_sync() {
+    // Tagging an event and publishing it leave the attributes' timestamps alone (app/Model/Event.php), so the
+    // attribute-timestamp pull cannot see either; the event_timestamp and publish_timestamp passes do.
+    let (state, url, dir) = server_with(None).await;
+    state.add_to_event("77", "domain", "a.example.net", 100);
+    state.add_to_event("88", "domain", "b.example.net", 100);
+    state.edit_event("88", Some(100), |e| e.published = false);
+    let extra = "not_tags = [\"tlp:red\"]\npublished = true\nfull_sync_secs = 86400";
+    let mut r = refresher(&common::write_config(dir.path(), &url, extra, ""));
+    r.start().await.unwrap();
+    assert_eq!(stored(&r), ["a.example.net"], "event 88 is not published");
+
+    state.edit_event("77", Some(common::now()), |e| e.tags.push("tlp:red".into()));
+    r.refresh(false).await.unwrap();
+    assert_eq!(
+        stored(&r),
+        Vec::<String>::new(),
+        "the event turned tlp:red: its attribute goes"
+    );
+    let reqs = state.search_requests();
+    let passes: Vec<&serde_json::Value> = reqs.iter().rev().take(4).map(|q| &q.body).collect();
+    let event_pass = passes
+        .iter()
+        .find(|b| b.get("event_timestamp").is_some())
+        .expect("an event_timestamp pass");
+    assert!(event_pass.get("tags").is_none(), "scoped locally: {event_pass}");
+    assert_eq!(event_pass["deleted"], serde_json::json!([0, 1]));
+    assert!(
+        passes.iter().any(|b| b.get("publish_timestamp").is_some()),
+        "a publish_timestamp pass"
+    );
+    assert!(passes.iter().all(|b| b["published"] == 1));
+
+    state.edit_event("88", None, |e| {
+        e.published = true;
+        e.publish_timestamp = common::now();
+    });
+    r.refresh(false).await.unwrap();
+    assert_eq!(stored(&r), ["b.example.net"], "event 88 was published");
+
+    state.edit_event("77", Some(common::now()), |e| e.tags.clear());
+    r.refresh(false).await.unwrap();
+    assert_eq!(stored(&r), ["a.example.net", "b.example.net"], "tlp:red removed again");
+    let last_cursor = state
+        .search_requests()
+        .iter()
+        .rev()
+        .find_map(|q| q.body.get("timestamp").cloned())
+        .unwrap();
+    assert_eq!(last_cursor, 100, "event-level rows never move the attribute cursor");
+}
+
+fn push_add(uuid: &str, event: &str, misp_type: &str, value: &str, published: bool) -> Notice {
+    let payload = serde_json::json!({
+        "Attribute": {"id": "900", "event_id": event, "type": misp_type, "category": "Network activity",
+                      "value": value, "to_ids": true, "uuid": uuid, "timestamp": common::now().to_string(),
+                      "deleted": false},
+        "Event": {"id": event, "uuid": format!("e0000000-0000-4000-8000-{event:0>12}"), "info": "x",
+                  "published": published, "orgc_id": "1", "Orgc": {"id": "1", "name": "ORGNAME"}},
+        "action": "add"
+    });
+    iocmatch::refresh::push::parse(payload.to_string().as_bytes(), "test")
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_attributes_pass_the_scope_and_unknown_event_tags_are_asked_of_rest() {
+    // MISP builds the push payload as site admin, without event tags and without an ACL or published check
+    // (app/Model/MispAttribute.php afterSave): a push is a trigger, not the truth.
+    let (state, url, dir) = server_with(None).await;
+    state.add_to_event("70", "domain", "old.example.net", 100);
+    let extra = "not_tags = [\"tlp:red\"]\npublished = true\ntypes = [\"domain\", \"ip-dst\"]";
+    let mut r = refresher(&common::write_config(dir.path(), &url, extra, ""));
+    r.start().await.unwrap();
+    // MISP has saved them (the push follows the save): one in a tlp:red event, one in a clean one.
+    let red = state.add_to_event("77", "domain", "red.example.net", common::now());
+    state.edit_event("77", Some(common::now()), |e| e.tags.push("tlp:red".into()));
+    let ok = state.add_to_event("78", "domain", "ok.example.net", common::now());
+    let before = state.search_requests().len();
+    r.apply_push(vec![
+        push_add(&red, "77", "domain", "red.example.net", true),
+        push_add(&ok, "78", "domain", "ok.example.net", true),
+        push_add(
+            "a0000000-0000-4000-8000-000000009991",
+            "78",
+            "md5",
+            "d41d8cd98f00b204e9800998ecf8427f",
+            true,
+        ),
+        push_add(
+            "a0000000-0000-4000-8000-000000009992",
+            "79",
+            "domain",
+            "draft.example.net",
+            false,
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(stored(&r), ["ok.example.net", "old.example.net"]);
+    let reqs = state.search_requests();
+    assert_eq!(reqs.len(), before + 2, "one eventid pull (and its empty page)");
+    assert_eq!(reqs[before].body["eventid"], serde_json::json!(["77", "78"]));
+    assert!(reqs[before].body.get("tags").is_none());
+
+    // MISP deletes an event's attributes with no attribute notification, only the event delete.
+    let del = br#"{"Event":{"id":"78","uuid":"e0000000-0000-4000-8000-000000000078","info":"x"},"action":"delete"}"#;
+    let n = iocmatch::refresh::push::parse(del, "test").unwrap().unwrap();
+    r.apply_push(vec![n]).await.unwrap();
+    assert_eq!(stored(&r), ["old.example.net"]);
+}
+
 /// A config for the test server with a `[validation]` section appended.
 fn config_with_validation(dir: &Path, url: &str, validation: &str) -> std::path::PathBuf {
     let cfg = common::write_config(dir, url, "", "");
@@ -374,11 +502,7 @@ async fn warninglists_are_the_safe_default_a_named_set_or_the_set_misp_has_enabl
     ] {
         state.add(t, v, 1);
     }
-    let values = |r: &Refresher| {
-        let mut v: Vec<String> = r.cell().load().indicators().iter().map(|i| i.value.name()).collect();
-        v.sort();
-        v
-    };
+    let values = stored;
     let wl = warninglists_dir();
     let mut r = refresher(&config_with_validation(
         dir.path(),

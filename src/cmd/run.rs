@@ -70,11 +70,34 @@ async fn serve(cfg: Config, settings: Settings) -> Result<()> {
         ),
         Err(e) => tracing::error!("no indicators yet ({e}); serving an empty snapshot until a refresh succeeds"),
     }
-    let push = match &settings.kafka.misp_push_topic {
-        Some(topic) => Some(stream::push::spawn(&settings.kafka, topic, shutdown.clone())?),
-        None => None,
-    };
-    let (push_rx, push_task) = push.unzip();
+    let (push_tx, push_rx) = tokio::sync::mpsc::channel(10_000);
+    let mut push_tasks = Vec::new();
+    let topics: Vec<String> = [&settings.kafka.misp_push_topic, &settings.kafka.misp_event_topic]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    if !topics.is_empty() {
+        let metrics = refresher.metrics.clone();
+        push_tasks.push(stream::push::spawn(
+            &settings.kafka,
+            &topics,
+            push_tx.clone(),
+            metrics,
+            shutdown.clone(),
+        )?);
+    }
+    if let Some(url) = refresher.config().misp.as_ref().and_then(|m| m.zmq_url.clone()) {
+        let metrics = refresher.metrics.clone();
+        push_tasks.push(iocmatch::refresh::zmq::spawn(
+            url,
+            push_tx.clone(),
+            metrics,
+            shutdown.clone(),
+        ));
+    }
+    drop(push_tx);
+    let push_rx = (!push_tasks.is_empty()).then_some(push_rx);
     let (sightings_tx, sightings_task) = reporter.unzip();
     let inputs = Inputs {
         cell: refresher.cell(),
@@ -86,7 +109,7 @@ async fn serve(cfg: Config, settings: Settings) -> Result<()> {
     shutdown.trigger();
     let rest = async {
         let _ = refresh_task.await;
-        for t in push_task.into_iter().chain(sightings_task) {
+        for t in push_tasks.into_iter().chain(sightings_task) {
             let _ = t.await;
         }
     };

@@ -90,6 +90,80 @@ fn needed(flag: &str, sightings: bool) -> bool {
     matches!(flag, "perm_auth" | "perm_audit" | "perm_view_feed_correlations") || (sightings && flag == "perm_sighting")
 }
 
+/// What one restSearch pull asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pull {
+    /// Everything in scope: the reconciliation that catches hard deletes.
+    Full,
+    /// Attributes changed since the attribute-timestamp cursor (`timestamp`), deleted ones included.
+    Changed { since: i64 },
+    /// Every attribute of the events changed since (`event_timestamp`): event tags added or removed, MISP-to-MISP
+    /// sync, which leave the attributes' own timestamps alone.
+    EventsChanged { since: i64 },
+    /// Every attribute of the events published since (`publish_timestamp`): publishing changes no timestamp the
+    /// other pulls see.
+    Published { since: i64 },
+    /// Every attribute of these events (`eventid`): what a push notification triggers when the scope depends on
+    /// event properties the notification does not carry.
+    Events(Vec<String>),
+}
+
+impl Pull {
+    /// Whether the pull reads whole events, with the scope applied locally.
+    pub fn event_level(&self) -> bool {
+        matches!(
+            self,
+            Pull::EventsChanged { .. } | Pull::Published { .. } | Pull::Events(_)
+        )
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Pull::Full => "full",
+            Pull::Changed { .. } => "timestamp",
+            Pull::EventsChanged { .. } => "event_timestamp",
+            Pull::Published { .. } => "publish_timestamp",
+            Pull::Events(_) => "eventid",
+        }
+    }
+}
+
+/// The rows of a pull, and the server's clock when it answered the first page (its `Date` header): the cursor for
+/// the next event-level pulls, which have no row timestamp to take one from.
+#[derive(Debug, Default)]
+pub struct Pulled {
+    pub attributes: Vec<RawAttribute>,
+    pub server_time: Option<i64>,
+}
+
+/// SQL `LIKE` as MISP's tag filters use it on MySQL's default collation: `%` any run, `_` one character, any case.
+pub fn sql_like(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    // Iterative wildcard match with one backtrack point, linear in practice.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < t.len() {
+        if i < p.len() && (p[i] == '_' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '%' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == '%' {
+        i += 1;
+    }
+    i == p.len()
+}
+
 pub struct MispClient {
     http: reqwest::Client,
     base: String,
@@ -254,8 +328,13 @@ impl MispClient {
         Err((err, wait))
     }
 
-    /// The restSearch body for one page. `since` makes it incremental (and includes soft-deleted rows).
-    pub fn search_body(&self, page: u32, since: Option<i64>) -> Value {
+    /// The restSearch body for one page of `pull`.
+    ///
+    /// Full and attribute-timestamp pulls filter on the server by every scope setting. The event-level pulls
+    /// (`event_timestamp`, `publish_timestamp`, `eventid`) send no tag or type filter: they must see every row of
+    /// the changed event, so a row that left the scope (its event was tagged `tlp:red`) comes back and is removed
+    /// by [`MispClient::in_scope`], applied locally.
+    pub fn search_body(&self, page: u32, pull: &Pull) -> Value {
         let c = &self.cfg;
         let mut b = json!({
             "returnFormat": "json",
@@ -266,18 +345,35 @@ impl MispClient {
             "includeEventUuid": 1,
         });
         let o = b.as_object_mut().expect("object");
-        match since {
-            Some(ts) => {
-                o.insert("timestamp".into(), json!(ts));
-                o.insert("deleted".into(), json!([0, 1]));
-            }
-            None if c.to_ids_only => {
+        match pull {
+            Pull::Full if c.to_ids_only => {
                 o.insert("to_ids".into(), json!(1));
             }
-            None => {}
+            Pull::Full => {}
+            Pull::Changed { since } => {
+                o.insert("timestamp".into(), json!(since));
+            }
+            Pull::EventsChanged { since } => {
+                o.insert("event_timestamp".into(), json!(since));
+            }
+            Pull::Published { since } => {
+                o.insert("publish_timestamp".into(), json!(since));
+            }
+            Pull::Events(ids) => {
+                o.insert("eventid".into(), json!(ids));
+            }
+        }
+        if !matches!(pull, Pull::Full) {
+            o.insert("deleted".into(), json!([0, 1]));
         }
         if let Some(p) = c.published {
             o.insert("published".into(), json!(p as u8));
+        }
+        if !c.orgs.is_empty() {
+            o.insert("org".into(), json!(c.orgs));
+        }
+        if pull.event_level() {
+            return b;
         }
         if !c.types.is_empty() {
             o.insert("type".into(), json!(c.types));
@@ -292,27 +388,55 @@ impl MispClient {
             }
             o.insert("tags".into(), Value::Object(t));
         }
-        if !c.orgs.is_empty() {
-            o.insert("org".into(), json!(c.orgs));
-        }
         b
     }
 
-    /// Pulls every page. `since` = `None` is a full pull.
-    pub async fn pull(&self, since: Option<i64>) -> Result<Vec<RawAttribute>, RefreshError> {
+    /// Whether an attribute is in the configured scope by what it carries: its type, and its tags with its event's
+    /// (`includeEventTags`), matched as MISP matches tag names (SQL `LIKE`: `%` and `_` wildcards, any case).
+    /// `published` and `orgs` are event properties the rows do not carry; they stay server-side filters.
+    pub fn in_scope(&self, a: &RawAttribute) -> bool {
+        let c = &self.cfg;
+        let tagged = |patterns: &[String]| a.tags.iter().any(|t| patterns.iter().any(|p| sql_like(p, t)));
+        (c.types.is_empty() || c.types.iter().any(|t| t.eq_ignore_ascii_case(&a.misp_type)))
+            && (c.tags.is_empty() || tagged(&c.tags))
+            && !tagged(&c.not_tags)
+    }
+
+    /// Whether the scope depends on what a MISP push notification does not carry (event tags, the event's
+    /// organisation), so a pushed attribute must be confirmed by a REST pull of its event.
+    pub fn scope_needs_event(&self) -> bool {
+        !self.cfg.tags.is_empty() || !self.cfg.not_tags.is_empty() || !self.cfg.orgs.is_empty()
+    }
+
+    /// The `published` filter, which push notifications can be checked against (they carry `Event.published`).
+    pub fn published_filter(&self) -> Option<bool> {
+        self.cfg.published
+    }
+
+    /// Pulls every page of `pull`; paging ends on the empty page.
+    pub async fn pull(&self, pull: &Pull) -> Result<Pulled, RefreshError> {
         let path = "/attributes/restSearch";
         let url = self.url(path);
-        let mut out = Vec::new();
+        let mut out = Pulled::default();
         let mut page = 1u32;
         loop {
             let started = Instant::now();
-            let body = self.search_body(page, since);
+            let body = self.search_body(page, pull);
             let (status, headers, bytes) = self.send(Method::POST, path, Some(&body), Some(page)).await?;
+            if page == 1 {
+                out.server_time = headers
+                    .get(reqwest::header::DATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|d| httpdate::parse_http_date(d).ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64);
+            }
             let rows = parse_attributes(&bytes, &url, page)?;
             let skipped: usize = header_num(&headers, "x-skipped-elements-count").unwrap_or(0);
             tracing::info!(
                 method = "POST",
                 path,
+                pull = pull.name(),
                 page,
                 status = status.as_u16(),
                 rows = rows.len(),
@@ -320,7 +444,7 @@ impl MispClient {
                 "MISP API call"
             );
             let n = rows.len();
-            out.extend(rows);
+            out.attributes.extend(rows);
             // MISP removes Allowedlist matches after the SQL LIMIT without counting them in
             // X-Skipped-Elements-Count, so a short page is only a hint that the end is near: the empty page ends it.
             if n == 0 {

@@ -13,6 +13,7 @@ pub mod push;
 pub mod sightings;
 pub mod store;
 pub mod warninglist;
+pub mod zmq;
 
 pub use crate::snapshot::ChangeReport;
 use crate::snapshot::SnapshotCell;
@@ -23,13 +24,18 @@ use crate::config::WarninglistSelection;
 use crate::load::{LoadStats, Loader};
 use crate::{Policy, Snapshot};
 use feed::FeedSource;
-use misp::{ApiKey, MispClient, RoleReport};
+use misp::{ApiKey, MispClient, Pull, RoleReport};
+use push::Notice;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::AttributeStore;
 use warninglist::{ListDir, Wanted};
+
+/// How far back event-level pulls reach before the last pull's server time: a change MISP committed while that
+/// pull ran (a long transaction) carries an earlier `Event.timestamp` than the answer's `Date`.
+const EVENT_OVERLAP_SECS: i64 = 60;
 
 /// Counters the refresher keeps for metrics.
 #[derive(Debug, Default)]
@@ -42,7 +48,8 @@ pub struct RefreshMetrics {
 }
 
 impl RefreshMetrics {
-    fn error(&self, source: &str) {
+    /// Counts a failure of `source`.
+    pub fn error(&self, source: &str) {
         *self
             .errors
             .lock()
@@ -83,6 +90,8 @@ pub struct Refresher {
     /// A full pull refused by the shrink guard, by how many attributes it would have kept; the next full pull that
     /// shrinks as much confirms it.
     shrink_pending: Option<usize>,
+    /// The MISP server's clock at the last pull that answered: where the next event-level pulls start.
+    event_cursor: Option<i64>,
     pub metrics: Arc<RefreshMetrics>,
 }
 
@@ -134,6 +143,7 @@ impl Refresher {
             files_seen: Vec::new(),
             cached: None,
             shrink_pending: None,
+            event_cursor: None,
             metrics: Arc::new(RefreshMetrics::default()),
         };
         let wanted = match &r.cfg.validation.warninglists {
@@ -290,52 +300,18 @@ impl Refresher {
             self.follow_misp_warninglists().await;
             dirty = true;
         }
-        if let (Some(m), true) = (&self.misp, misp_due) {
+        if self.misp.is_some() && misp_due {
             self.misp_next_due =
                 Instant::now() + Duration::from_secs(self.cfg.misp.as_ref().map_or(300, |m| m.interval_secs));
             let is_full = full || full_due || self.store.is_empty() && self.cached.is_some();
-            let since = (!is_full).then(|| self.store.cursor());
-            let max_shrink = self.cfg.misp.as_ref().map_or(1.0, |m| m.max_shrink).clamp(0.0, 1.0);
-            match m.pull(since).await {
-                Ok(attrs)
-                    if is_full
-                        && shrink_refused(
-                            &mut self.shrink_pending,
-                            self.store.len(),
-                            AttributeStore::kept_by(&attrs, self.policy.include_all),
-                            max_shrink,
-                        ) =>
-                {
-                    self.metrics.error("misp_shrink");
-                    let e = RefreshError::Shrink {
-                        url: m.url("/attributes/restSearch"),
-                        before: self.store.len(),
-                        after: self.shrink_pending.unwrap_or(0),
-                        max_pct: (max_shrink * 100.0).round() as u32,
-                    };
-                    tracing::error!("{e}");
-                    first_error = Some(e);
-                }
-                Ok(attrs) => {
-                    let keep_all = self.policy.include_all;
-                    let delta = if is_full {
-                        self.last_full = Some(Instant::now());
-                        self.store.replace(attrs, keep_all)
-                    } else {
-                        self.store.apply(attrs, keep_all)
-                    };
-                    dirty |= self.cached.is_some() || delta.upserted + delta.removed > 0;
-                    self.cached = None;
-                    tracing::info!(
-                        full = is_full,
-                        upserted = delta.upserted,
-                        removed = delta.removed,
-                        stored = self.store.len(),
-                        "MISP pull applied"
-                    );
-                }
+            match self.pull_misp(is_full).await {
+                Ok(changed) => dirty |= changed,
                 Err(e) => {
-                    self.metrics.error("misp");
+                    self.metrics.error(if matches!(e, RefreshError::Shrink { .. }) {
+                        "misp_shrink"
+                    } else {
+                        "misp"
+                    });
                     tracing::error!("MISP pull failed, the serving snapshot stays: {e}");
                     first_error = Some(e);
                 }
@@ -370,6 +346,75 @@ impl Refresher {
         }
         self.files_seen = files;
         self.rebuild()
+    }
+
+    /// One MISP pull into the store; returns whether the store changed. A full pull replaces the store (behind the
+    /// shrink guard). An incremental one reads the attributes changed since the cursor, then the events changed
+    /// (`event_timestamp`) and, with `published = true`, the events published since the last pull
+    /// (`publish_timestamp`), scoped locally; nothing is applied unless every pass answered.
+    async fn pull_misp(&mut self, is_full: bool) -> Result<bool, RefreshError> {
+        let Some(m) = &self.misp else { return Ok(false) };
+        let keep_all = self.policy.include_all;
+        let local_now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        };
+        let had_cache = self.cached.is_some();
+        if is_full {
+            let pulled = m.pull(&Pull::Full).await?;
+            let max_shrink = self.cfg.misp.as_ref().map_or(1.0, |m| m.max_shrink).clamp(0.0, 1.0);
+            let kept = AttributeStore::kept_by(&pulled.attributes, keep_all);
+            if shrink_refused(&mut self.shrink_pending, self.store.len(), kept, max_shrink) {
+                return Err(RefreshError::Shrink {
+                    url: m.url("/attributes/restSearch"),
+                    before: self.store.len(),
+                    after: kept,
+                    max_pct: (max_shrink * 100.0).round() as u32,
+                });
+            }
+            self.last_full = Some(Instant::now());
+            self.event_cursor = Some(pulled.server_time.unwrap_or_else(local_now));
+            let delta = self.store.replace(pulled.attributes, keep_all);
+            self.cached = None;
+            tracing::info!(
+                full = true,
+                upserted = delta.upserted,
+                removed = delta.removed,
+                stored = self.store.len(),
+                "MISP pull applied"
+            );
+            return Ok(had_cache || delta.upserted + delta.removed > 0);
+        }
+        let changed = m
+            .pull(&Pull::Changed {
+                since: self.store.cursor(),
+            })
+            .await?;
+        let server_time = changed.server_time.unwrap_or_else(local_now);
+        let mut event_level = Vec::new();
+        if let Some(since) = self.event_cursor.map(|t| t - EVENT_OVERLAP_SECS) {
+            event_level.push(m.pull(&Pull::EventsChanged { since }).await?);
+            if m.published_filter() == Some(true) {
+                event_level.push(m.pull(&Pull::Published { since }).await?);
+            }
+        }
+        let mut delta = self.store.apply(changed.attributes, keep_all);
+        for p in event_level {
+            let d = self.store.apply_scoped(p.attributes, keep_all, |a| m.in_scope(a));
+            delta.upserted += d.upserted;
+            delta.removed += d.removed;
+        }
+        self.event_cursor = Some(server_time);
+        self.cached = None;
+        tracing::info!(
+            full = false,
+            upserted = delta.upserted,
+            removed = delta.removed,
+            stored = self.store.len(),
+            "MISP pull applied"
+        );
+        Ok(had_cache || delta.upserted + delta.removed > 0)
     }
 
     fn file_times(&self) -> Vec<Option<std::time::SystemTime>> {
@@ -463,10 +508,86 @@ impl Refresher {
         }
     }
 
-    /// Applies MISP push notifications and rebuilds.
-    pub fn apply_push(&mut self, attrs: Vec<crate::load::RawAttribute>) -> Result<ChangeReport, RefreshError> {
-        let d = self.store.apply_push(attrs, self.policy.include_all);
-        tracing::info!(upserted = d.upserted, removed = d.removed, "MISP push applied");
+    /// Applies MISP push notifications, then rebuilds if the set changed. MISP sends them as site admin, without
+    /// event tags and without a sharing or `published` check, so they pass the scope first: a delete always
+    /// applies (it can only narrow the set); an add or edit outside `types`, with an attribute tag in `not_tags`,
+    /// or of an unpublished event when `published = true`, is not added (and removed if held); and when the scope
+    /// depends on what the notification does not carry (event tags, the event's organisation) the attribute is
+    /// not taken as the truth: its event is pulled from REST (`eventid`) and scoped like an event-level pull. An
+    /// event `delete` removes the event's attributes; other event notifications pull the event again.
+    pub async fn apply_push(&mut self, notices: Vec<Notice>) -> Result<ChangeReport, RefreshError> {
+        let keep_all = self.policy.include_all;
+        let mut direct = Vec::new();
+        let mut pull_events = std::collections::BTreeSet::new();
+        let mut delta = store::StoreDelta::default();
+        for n in notices {
+            match n {
+                Notice::Attribute { mut attr, published } => {
+                    let Some(m) = &self.misp else {
+                        direct.push(attr);
+                        continue;
+                    };
+                    if attr.deleted {
+                        direct.push(attr);
+                    } else if !m.in_scope(&attr) {
+                        attr.deleted = true;
+                        direct.push(attr);
+                    } else if m.published_filter() == Some(true) && published == Some(false) {
+                        tracing::debug!(uuid = ?attr.uuid, "pushed attribute of an unpublished event: waits for the publish");
+                    } else if m.scope_needs_event() {
+                        match attr.event.id.clone() {
+                            Some(id) => {
+                                pull_events.insert(id);
+                            }
+                            None => {
+                                tracing::warn!(uuid = ?attr.uuid, at = %attr.location, "pushed attribute without an event id: left to the next pull")
+                            }
+                        }
+                    } else {
+                        direct.push(attr);
+                    }
+                }
+                Notice::Event {
+                    id,
+                    uuid,
+                    deleted: true,
+                } => {
+                    let d = self.store.remove_event(id.as_deref(), uuid.as_deref());
+                    tracing::info!(event = ?id, uuid = ?uuid, removed = d.removed, "MISP event deleted");
+                    delta.removed += d.removed;
+                }
+                Notice::Event { id: Some(id), .. } if self.misp.is_some() => {
+                    pull_events.insert(id);
+                }
+                Notice::Event { .. } => {}
+            }
+        }
+        let d = self.store.apply_push(direct, keep_all);
+        delta.upserted += d.upserted;
+        delta.removed += d.removed;
+        if let (Some(m), false) = (&self.misp, pull_events.is_empty()) {
+            let ids: Vec<String> = pull_events.into_iter().collect();
+            match m.pull(&Pull::Events(ids.clone())).await {
+                Ok(p) => {
+                    let d = self.store.apply_scoped(p.attributes, keep_all, |a| m.in_scope(a));
+                    delta.upserted += d.upserted;
+                    delta.removed += d.removed;
+                }
+                Err(e) => {
+                    self.metrics.error("misp");
+                    tracing::error!(events = ?ids, "pulling the pushed events failed; the next pull catches them: {e}");
+                }
+            }
+        }
+        tracing::info!(upserted = delta.upserted, removed = delta.removed, "MISP push applied");
+        if delta.upserted + delta.removed == 0 {
+            let snap = self.cell.load();
+            return Ok(ChangeReport {
+                version: snap.version(),
+                total: snap.len(),
+                ..Default::default()
+            });
+        }
         self.rebuild()
     }
 
@@ -475,7 +596,7 @@ impl Refresher {
     pub async fn run(
         mut self,
         shutdown: crate::shutdown::Shutdown,
-        mut push: Option<tokio::sync::mpsc::Receiver<crate::load::RawAttribute>>,
+        mut push: Option<tokio::sync::mpsc::Receiver<Notice>>,
     ) {
         let every = Duration::from_secs(
             self.cfg
@@ -508,7 +629,7 @@ impl Refresher {
                             batch.push(a);
                         }
                     }
-                    if let Err(e) = self.apply_push(batch) {
+                    if let Err(e) = self.apply_push(batch).await {
                         tracing::error!("applying MISP push failed: {e}");
                     }
                 }

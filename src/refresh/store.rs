@@ -73,6 +73,46 @@ impl AttributeStore {
         d
     }
 
+    /// Applies an event-level pull (whole events, the scope applied locally): a row out of scope (`in_scope`
+    /// false), deleted, or without `to_ids` goes; the rest are upserted. The REST cursor stays: these rows come
+    /// from other filters than the attribute timestamp, and a row newer than the cursor must not move it past
+    /// rows the timestamp pull has not answered yet.
+    pub fn apply_scoped(
+        &mut self,
+        attrs: Vec<RawAttribute>,
+        keep_all: bool,
+        in_scope: impl Fn(&RawAttribute) -> bool,
+    ) -> StoreDelta {
+        let cursor = self.max_timestamp;
+        let mut d = StoreDelta::default();
+        for mut a in attrs {
+            if !in_scope(&a) {
+                a.deleted = true;
+            }
+            let one = self.apply(vec![a], keep_all);
+            d.upserted += one.upserted;
+            d.removed += one.removed;
+        }
+        self.max_timestamp = cursor;
+        d
+    }
+
+    /// Removes every attribute of an event, by its id or uuid: MISP deletes an event's attributes without an
+    /// attribute notification.
+    pub fn remove_event(&mut self, id: Option<&str>, uuid: Option<&str>) -> StoreDelta {
+        let before = self.by_key.len();
+        let uuid = uuid.map(str::to_ascii_lowercase);
+        self.by_key.retain(|_, a| {
+            let by_id = id.is_some() && a.event.id.as_deref() == id;
+            let by_uuid = uuid.is_some() && a.event.uuid.as_deref().map(str::to_ascii_lowercase) == uuid;
+            !(by_id || by_uuid)
+        });
+        StoreDelta {
+            upserted: 0,
+            removed: before - self.by_key.len(),
+        }
+    }
+
     /// Applies MISP push notifications. They arrive unordered across partitions, so an update older than what the
     /// store holds for that uuid is ignored (order by attribute timestamp, not arrival).
     /// The REST cursor is left where REST answers put it: a pushed attribute newer than rows MISP has not yet
@@ -121,6 +161,7 @@ impl AttributeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn attr(uuid: &str, value: &str, ts: i64, to_ids: bool, deleted: bool) -> RawAttribute {
         RawAttribute {
@@ -186,6 +227,36 @@ mod tests {
         );
         s.replace(vec![attr("a", "a.com", 1, true, false)], false);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn event_level_pulls_remove_rows_out_of_scope_and_keep_the_cursor() {
+        let mut s = AttributeStore::new();
+        s.apply(
+            vec![
+                attr("u1", "a.example", 100, true, false),
+                attr("u2", "b.example", 100, true, false),
+            ],
+            false,
+        );
+        let mut red = attr("u1", "a.example", 100, true, false);
+        red.tags = vec!["tlp:red".into()];
+        let d = s.apply_scoped(vec![red, attr("u3", "c.example", 900, true, false)], false, |a| {
+            !a.tags.iter().any(|t| t == "tlp:red")
+        });
+        assert_eq!(
+            d,
+            StoreDelta {
+                upserted: 1,
+                removed: 1
+            }
+        );
+        assert_eq!(s.cursor(), 100);
+        let mut e = attr("u4", "d.example", 100, true, false);
+        Arc::make_mut(&mut e.event).id = Some("9".into());
+        s.apply(vec![e], false);
+        assert_eq!(s.remove_event(Some("9"), None).removed, 1);
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

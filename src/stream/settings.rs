@@ -30,6 +30,9 @@ pub struct KafkaSettings {
     pub shutdown_deadline_secs: u64,
     /// MISP's own attribute topic (`misp_attribute`), applied between REST pulls when set.
     pub misp_push_topic: Option<String>,
+    /// MISP's event topic (`misp_event`): event deletes remove the event's attributes, other event changes (a tag,
+    /// a publish) pull the event again.
+    pub misp_event_topic: Option<String>,
     /// Seconds between sighting reports (when `misp.sightings` is on): one request at most per interval.
     pub sighting_interval_secs: u64,
 }
@@ -49,6 +52,7 @@ impl Default for KafkaSettings {
             commit_interval_ms: 1000,
             shutdown_deadline_secs: 30,
             misp_push_topic: None,
+            misp_event_topic: None,
             sighting_interval_secs: 10,
         }
     }

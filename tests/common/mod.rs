@@ -56,6 +56,36 @@ pub struct MispState {
     /// Warninglists as MISP's `/warninglists/view/{id}` returns them (`Warninglist` with `WarninglistEntry` and
     /// `WarninglistType`); `/warninglists/index` lists them without entries.
     pub warninglists: Mutex<Vec<Value>>,
+    /// Event-level state by event id, as MISP keeps it on the event row: tags, `timestamp`, `publish_timestamp`,
+    /// `published`. An event without an entry has no tags, timestamps 0 and is published.
+    pub events: Mutex<std::collections::HashMap<String, EventState>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventState {
+    pub tags: Vec<String>,
+    pub timestamp: i64,
+    pub publish_timestamp: i64,
+    pub published: bool,
+}
+
+impl Default for EventState {
+    fn default() -> Self {
+        EventState {
+            tags: Vec::new(),
+            timestamp: 0,
+            publish_timestamp: 0,
+            published: true,
+        }
+    }
+}
+
+/// Now, in Unix seconds: event-level changes are stamped with MISP's clock, which is this machine's here.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,20 +144,37 @@ impl MispState {
         }
     }
 
-    /// Adds a synthetic attribute with MISP's typing; returns its uuid.
+    /// Adds a synthetic attribute with MISP's typing to event 77; returns its uuid.
     pub fn add(&self, misp_type: &str, value: &str, timestamp: i64) -> String {
+        self.add_to_event("77", misp_type, value, timestamp)
+    }
+
+    /// Adds a synthetic attribute with MISP's typing to an event; returns its uuid.
+    pub fn add_to_event(&self, event_id: &str, misp_type: &str, value: &str, timestamp: i64) -> String {
         let mut attrs = self.attributes.lock().unwrap();
         let id = attrs.len() + 1;
         let uuid = format!("a0000000-0000-4000-8000-{id:012}");
+        let event_uuid = format!("e0000000-0000-4000-8000-{:0>12}", event_id);
         attrs.push(json!({
-            "id": id.to_string(), "event_id": "77", "object_id": "0", "object_relation": null,
+            "id": id.to_string(), "event_id": event_id, "object_id": "0", "object_relation": null,
             "category": "Network activity", "type": misp_type, "to_ids": true, "uuid": uuid,
             "timestamp": timestamp.to_string(), "distribution": "5", "sharing_group_id": "0", "comment": "",
             "deleted": false, "disable_correlation": false, "first_seen": null, "last_seen": null, "value": value,
-            "Event": {"org_id": "1", "distribution": "1", "id": "77", "info": "test event", "orgc_id": "1",
-                      "uuid": "e0000000-0000-4000-8000-000000000077"}
+            "Event": {"org_id": "1", "distribution": "1", "id": event_id, "info": "test event", "orgc_id": "1",
+                      "uuid": event_uuid}
         }));
         uuid
+    }
+
+    /// Changes an event the way MISP does: `f` edits its state (tags, publishing); `timestamp` bumps
+    /// `Event.timestamp` when given (tagging does, publishing does not). Attribute timestamps stay.
+    pub fn edit_event(&self, event_id: &str, timestamp: Option<i64>, f: impl FnOnce(&mut EventState)) {
+        let mut events = self.events.lock().unwrap();
+        let e = events.entry(event_id.to_string()).or_default();
+        f(e);
+        if let Some(t) = timestamp {
+            e.timestamp = t;
+        }
     }
 
     /// Edits an attribute by uuid the way MISP does: the change plus a bumped timestamp.
@@ -195,6 +242,22 @@ fn num(v: &Value) -> Option<i64> {
     }
 }
 
+fn event_of(events: &std::collections::HashMap<String, EventState>, a: &Value) -> EventState {
+    a["event_id"]
+        .as_str()
+        .and_then(|id| events.get(id))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The attribute's own tag names and its event's: what MISP's `tags` filter matches.
+fn tags_of(a: &Value, ev: &EventState) -> Vec<String> {
+    let own = a["Tag"].as_array().into_iter().flatten();
+    own.filter_map(|t| t["name"].as_str().map(str::to_string))
+        .chain(ev.tags.iter().cloned())
+        .collect()
+}
+
 async fn rest_search(State(s): State<Arc<MispState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let ct = headers
         .get("content-type")
@@ -256,6 +319,7 @@ async fn rest_search(State(s): State<Arc<MispState>>, headers: HeaderMap, body: 
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"name": "Either specify the search terms in the url, or POST a json with the filter parameters.", "message": "Either specify the search terms in the url, or POST a json with the filter parameters.", "url": "/attributes/restSearch"}))).into_response();
     }
     let attrs = s.attributes.lock().unwrap();
+    let events = s.events.lock().unwrap().clone();
     let deleted = match &filters["deleted"] {
         Value::Null => vec![0],
         Value::Array(a) => a.iter().filter_map(num).collect(),
@@ -278,6 +342,29 @@ async fn rest_search(State(s): State<Arc<MispState>>, headers: HeaderMap, body: 
             Value::String(t) => a["type"] == *t,
             _ => true,
         })
+        .filter(|a| {
+            let ev = event_of(&events, a);
+            let ids = match &filters["eventid"] {
+                Value::Null => None,
+                Value::Array(ids) => Some(ids.iter().filter_map(num).collect::<Vec<_>>()),
+                v => Some(num(v).into_iter().collect()),
+            };
+            let all_tags = tags_of(a, &ev);
+            let like = |want: &Value| {
+                let pats: Vec<String> = match want {
+                    Value::Array(p) => p.iter().filter_map(|x| x.as_str().map(str::to_lowercase)).collect(),
+                    Value::String(p) => vec![p.to_lowercase()],
+                    _ => Vec::new(),
+                };
+                all_tags.iter().any(|t| pats.contains(&t.to_lowercase()))
+            };
+            num(&filters["published"]).is_none_or(|p| (p == 1) == ev.published)
+                && num(&filters["event_timestamp"]).is_none_or(|t| ev.timestamp >= t)
+                && num(&filters["publish_timestamp"]).is_none_or(|t| ev.publish_timestamp >= t)
+                && ids.is_none_or(|ids| ids.contains(&num(&a["event_id"]).unwrap_or(-1)))
+                && (filters["tags"]["OR"].is_null() || like(&filters["tags"]["OR"]))
+                && (filters["tags"]["NOT"].is_null() || !like(&filters["tags"]["NOT"]))
+        })
         .collect();
     rows.sort_by_key(|a| num(&a["id"]).unwrap_or(0));
     let limit = num(&filters["limit"]).unwrap_or(0).max(0) as usize;
@@ -289,9 +376,22 @@ async fn rest_search(State(s): State<Arc<MispState>>, headers: HeaderMap, body: 
     };
     drop(attrs);
     let allowed = s.allowedlist.lock().unwrap().clone();
+    let with_event_tags = num(&filters["includeEventTags"]) == Some(1);
     let page_rows: Vec<Value> = page_rows
         .into_iter()
         .filter(|a| !allowed.iter().any(|v| a["value"] == *v))
+        .map(|mut a| {
+            let ev = event_of(&events, &a);
+            if with_event_tags && !ev.tags.is_empty() {
+                // MISP's JsonExport appends event tags to the attribute's Tag list with "inherited": 1.
+                let mut tags = a["Tag"].as_array().cloned().unwrap_or_default();
+                for (i, t) in ev.tags.iter().enumerate() {
+                    tags.push(json!({"id": (100 + i).to_string(), "name": t, "colour": "#ffffff", "numerical_value": null, "inherited": 1}));
+                }
+                a["Tag"] = Value::Array(tags);
+            }
+            a
+        })
         .collect();
     let result_count = if limit > 0 && page_rows.len() == limit {
         limit + 1
