@@ -471,6 +471,62 @@ async fn pushed_attributes_pass_the_scope_and_unknown_event_tags_are_asked_of_re
     assert_eq!(stored(&r), ["old.example.net"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_are_sighted_by_attribute_uuid_at_the_record_time_and_none_is_dropped() {
+    // MISP matches sightings by value against value1/value2 as stored (app/Model/Sighting.php), so a URL (stored
+    // with its scheme) or a CIDR (with its host bits) hit by its normalised value sights nothing.
+    let (state, url, dir) = server_with(None).await;
+    let u_url = state.add("url", "http://evil.example.org/gate.php", 100);
+    let u_dom = state.add("domain", "c2.example.net", 100);
+    let u_net = state.add("ip-dst", "198.51.100.7/24", 100);
+    let bulk: Vec<String> = (0..1200)
+        .map(|i| state.add("domain", &format!("bulk{i}.example.com"), 100))
+        .collect();
+    let cfg_path = common::write_config(
+        dir.path(),
+        &url,
+        "sightings = true\nsighting_source = \"iocmatch-test\"\npage_size = 5000",
+        "",
+    );
+    let mut r = refresher(&cfg_path);
+    r.start().await.unwrap();
+    let snap = r.cell().load();
+    let shutdown = iocmatch::shutdown::Shutdown::new();
+    let misp_cfg = Config::load(&cfg_path).unwrap().misp.unwrap();
+    let (tx, task) = iocmatch::refresh::sightings::spawn(&misp_cfg, 3600, shutdown.clone()).unwrap();
+    let mut lines: Vec<String> = vec![
+        "GET http://evil.example.org/gate.php?id=1 HTTP/1.1".into(),
+        "query x.c2.example.net A".into(),
+        "conn to 198.51.100.200:443".into(),
+        "query x.c2.example.net AAAA".into(),
+    ];
+    lines.extend((0..1200).map(|i| format!("dns bulk{i}.example.com")));
+    for (i, line) in lines.iter().enumerate() {
+        let mut h = Vec::new();
+        scan_line(&snap, line.as_bytes(), &mut h);
+        assert_eq!(h.len(), 1, "{line}");
+        let s = iocmatch::refresh::sightings::Sighting::of(snap.indicator(h[0].indicator), 1_700_000_000 + i as i64);
+        tx.send(s).await.unwrap();
+    }
+    // The interval has not come; stopping sends what is pending.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.trigger();
+    task.await.unwrap();
+    let sent = state.sightings.lock().unwrap().clone();
+    let uuids: std::collections::BTreeMap<String, &serde_json::Value> = sent
+        .iter()
+        .map(|b| (b["uuid"].as_str().unwrap().to_string(), b))
+        .collect();
+    assert_eq!(sent.len(), 1203, "one sighting per distinct attribute, none cut");
+    assert_eq!(uuids.len(), 1203);
+    for u in bulk.iter().chain([&u_url, &u_dom, &u_net]) {
+        assert!(uuids.contains_key(u.as_str()), "{u} not sighted");
+    }
+    assert_eq!(uuids[&u_url]["timestamp"], 1_700_000_000, "the record's time");
+    assert_eq!(uuids[&u_dom]["timestamp"], 1_700_000_003, "the newest of its two hits");
+    assert!(sent.iter().all(|b| b["source"] == "iocmatch-test"));
+}
+
 /// A config for the test server with a `[validation]` section appended.
 fn config_with_validation(dir: &Path, url: &str, validation: &str) -> std::path::PathBuf {
     let cfg = common::write_config(dir, url, "", "");

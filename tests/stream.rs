@@ -403,16 +403,14 @@ async fn misp_push_applies_adds_and_soft_deletes_and_hits_are_sighted() {
         .produce("misp_attribute", &[Some(soft.to_vec()), Some(stale.to_vec())])
         .await;
     tokio::task::block_in_place(|| wait_for("iocmatch_indicators{type=\"domain\"} 1"));
-    // Sightings: the hit was reported in a batch with the configured source.
+    // Sightings: the hit was reported by attribute uuid, at the record's time, with the configured source.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let s = misp.sightings.lock().unwrap().clone();
-        if let Some(body) = s.iter().find(|b| {
-            b["values"]
-                .as_array()
-                .is_some_and(|v| v.iter().any(|x| x == "pushed.example.net"))
-        }) {
+        if let Some(body) = s.iter().find(|b| b["uuid"] == "b0000000-0000-4000-8000-000000000900") {
             assert_eq!(body["source"], "iocmatch-test");
+            let ts = body["timestamp"].as_i64().unwrap();
+            assert!((ts - common::now()).abs() < 120, "the record's time: {ts}");
             break;
         }
         assert!(Instant::now() < deadline, "no sighting reported: {s:?}");

@@ -232,7 +232,7 @@ impl std::hash::Hash for EventMeta {
 }
 
 /// A MISP attribute uuid in 16 bytes instead of a 36-byte string.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Uuid(pub [u8; 16]);
 
 impl Uuid {

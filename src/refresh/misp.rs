@@ -462,18 +462,33 @@ impl MispClient {
         }
     }
 
-    /// Reports sightings by value. MISP answers "nothing matched" with HTTP 200 and a message, so the body is checked.
-    pub async fn add_sightings(&self, values: &[String], source: &str) -> Result<(), RefreshError> {
+    /// Reports sightings by value (for indicators without a MISP attribute uuid), at `timestamp`.
+    pub async fn add_sightings(&self, values: &[String], timestamp: i64, source: &str) -> Result<(), RefreshError> {
+        self.sighting(
+            json!({ "values": values, "timestamp": timestamp, "source": source }),
+            values.len(),
+        )
+        .await
+    }
+
+    /// Reports one sighting of the attribute `uuid`, at `timestamp`: the form MISP attributes exactly, whatever the
+    /// attribute's stored value looks like (a URL with its scheme, a CIDR with its host bits).
+    pub async fn add_sighting(&self, uuid: &str, timestamp: i64, source: &str) -> Result<(), RefreshError> {
+        self.sighting(json!({ "uuid": uuid, "timestamp": timestamp, "source": source }), 1)
+            .await
+    }
+
+    /// `POST /sightings/add`. MISP answers "nothing matched" with HTTP 200 and a message, so the body is checked.
+    async fn sighting(&self, body: Value, rows: usize) -> Result<(), RefreshError> {
         let path = "/sightings/add";
         let url = self.url(path);
         let started = Instant::now();
-        let body = json!({ "values": values, "source": source });
         let (status, _, bytes) = self.send(Method::POST, path, Some(&body), None).await?;
-        tracing::info!(
+        tracing::debug!(
             method = "POST",
             path,
             status = status.as_u16(),
-            rows = values.len(),
+            rows,
             duration_ms = started.elapsed().as_millis() as u64,
             "MISP API call"
         );

@@ -28,7 +28,7 @@ pub struct Inputs {
     /// The refresher's counters, shown on `/metrics`.
     pub refresh: Arc<RefreshMetrics>,
     /// Where hit values go to be reported to MISP as sightings, when that is on.
-    pub sightings: Option<mpsc::Sender<String>>,
+    pub sightings: Option<mpsc::Sender<crate::refresh::sightings::Sighting>>,
 }
 
 /// Runs until `shutdown` fires, then drains in-flight work, commits and returns. `/metrics` and the committer stop

@@ -28,7 +28,7 @@ pub(crate) struct Msg {
 struct KafkaSink<'a> {
     src: Source<'a>,
     shared: &'a Shared,
-    sightings: Option<&'a mpsc::Sender<String>>,
+    sightings: Option<&'a mpsc::Sender<crate::refresh::sightings::Sighting>>,
     records: Vec<(String, Vec<u8>)>,
 }
 
@@ -40,7 +40,14 @@ impl Sink for KafkaSink<'_> {
             self.shared.metrics.hit(ind.value.kind().as_str(), self.src.topic);
             if let Some(tx) = self.sightings {
                 // Never blocks scoring: when the reporter is behind, the sighting is dropped and counted.
-                if tx.try_send(ind.value.name()).is_err() {
+                let at = self.src.timestamp.map_or_else(
+                    || {
+                        now.duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs() as i64)
+                    },
+                    |ms| ms / 1000,
+                );
+                if tx.try_send(crate::refresh::sightings::Sighting::of(ind, at)).is_err() {
                     self.shared.metrics.bad("sighting_dropped");
                 }
             }
@@ -58,7 +65,7 @@ pub(crate) async fn worker(
     producer: FutureProducer,
     shared: Arc<Shared>,
     k: KafkaSettings,
-    sightings: Option<mpsc::Sender<String>>,
+    sightings: Option<mpsc::Sender<crate::refresh::sightings::Sighting>>,
 ) {
     // Oversized messages are skipped below, so the scanner needs no cap of its own.
     let mut scanner = LineScanner::new(usize::MAX);

@@ -449,12 +449,17 @@ async fn add_sightings(State(s): State<Arc<MispState>>, headers: HeaderMap, body
         .flatten()
         .filter_map(|x| x.as_str().map(str::to_string))
         .collect();
+    // As Sighting.php saveSightings: by attribute uuid or id, else each value against the stored value exactly.
     let known = s
         .attributes
         .lock()
         .unwrap()
         .iter()
-        .any(|a| values.iter().any(|x| a["value"] == *x));
+        .any(|a| match (&v["uuid"], &v["id"]) {
+            (Value::String(u), _) => a["uuid"] == *u,
+            (_, Value::String(id)) => a["id"] == *id,
+            _ => values.iter().any(|x| a["value"] == *x),
+        });
     if known {
         axum::Json(json!({"Sighting": {"id": "1", "attribute_id": "1", "event_id": "77", "org_id": "1", "date_sighting": "1700000000", "uuid": "s-1", "source": v["source"], "type": "0"}})).into_response()
     } else {
