@@ -628,16 +628,41 @@ async fn warninglists_are_the_safe_default_a_named_set_or_the_set_misp_has_enabl
         Some(&1)
     );
 
-    // A name the directory does not have is reported, and counted, where `check` shows it.
+    // A name the directory does not have, and a regex that does not compile, are reported and counted where
+    // `check` shows them; the rest of the list still applies.
     let dir4 = tempfile::tempdir().unwrap();
-    let typo = format!("warninglists_dir = {wl:?}\nwarninglists = [\"rfc1819\"]\n");
+    let lists = dir4.path().join("lists");
+    std::fs::create_dir_all(lists.join("bad-regex")).unwrap();
+    std::fs::write(
+        lists.join("bad-regex/list.json"),
+        r#"{"name":"Broken regexes","type":"regex","version":1,"description":"","list":["/(unclosed/","/^partner\\.example$/"]}"#,
+    )
+    .unwrap();
+    let typo = format!(
+        "warninglists_dir = {:?}\nwarninglists = [\"rfc1819\", \"bad-regex\"]\n",
+        lists.display().to_string()
+    );
     let mut r = refresher(&config_with_validation(dir4.path(), &url, &typo));
     r.start().await.unwrap();
     let stats = r.metrics.last_load.lock().unwrap().clone();
+    assert_eq!(stats.warnings.len(), 2, "{:?}", stats.warnings);
     assert!(
         stats.warnings.iter().any(|w| w.contains("rfc1819")),
         "{:?}",
         stats.warnings
+    );
+    assert!(
+        stats
+            .warnings
+            .iter()
+            .any(|w| w.contains("Broken regexes") && w.contains("(unclosed")),
+        "{:?}",
+        stats.warnings
+    );
+    assert_eq!(
+        stats.filtered.get("warninglist: Broken regexes"),
+        Some(&1),
+        "the good pattern applies"
     );
 }
 

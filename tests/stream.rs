@@ -359,8 +359,10 @@ async fn misp_push_applies_adds_and_soft_deletes_and_hits_are_sighted() {
     broker.create_topic("logs", 1);
     broker.create_topic("hits", 1);
     broker.create_topic("misp_attribute", 1);
+    broker.create_topic("misp_event", 1);
     let misp = common::MispState::new();
     misp.add("domain", "rest.example.net", 100);
+    misp.add_to_event("66", "domain", "event66.example.net", 100);
     let url = common::serve(misp.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let misp_cfg = common::write_config(
@@ -374,7 +376,7 @@ async fn misp_push_applies_adds_and_soft_deletes_and_hits_are_sighted() {
         dir.path(),
         &broker,
         "g5",
-        "misp_push_topic = \"misp_attribute\"\nsighting_interval_secs = 1",
+        "misp_push_topic = \"misp_attribute\"\nmisp_event_topic = \"misp_event\"\nsighting_interval_secs = 1",
     ))
     .unwrap();
     let cfg = dir.path().join("push.toml");
@@ -387,6 +389,11 @@ async fn misp_push_applies_adds_and_soft_deletes_and_hits_are_sighted() {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
+    tokio::task::block_in_place(|| wait_for("iocmatch_indicators{type=\"domain\"} 2"));
+    // MISP deletes an event's attributes without attribute notifications: only the event delete on misp_event.
+    let event_delete =
+        br#"{"Event":{"id":"66","uuid":"e0000000-0000-4000-8000-000000000066","info":"test event"},"action":"delete"}"#;
+    broker.produce("misp_event", &[Some(event_delete.to_vec())]).await;
     tokio::task::block_in_place(|| wait_for("iocmatch_indicators{type=\"domain\"} 1"));
     let add = br#"{"Attribute":{"id":"900","event_id":"77","type":"domain","category":"Network activity","value":"pushed.example.net","to_ids":true,"uuid":"b0000000-0000-4000-8000-000000000900","timestamp":"500","deleted":false},"Event":{"id":"77","uuid":"e0000000-0000-4000-8000-000000000077","info":"test event"},"action":"add"}"#;
     broker.produce("misp_attribute", &[Some(add.to_vec())]).await;
