@@ -2,7 +2,8 @@
 //! bytes can panic the scanner or a loader.
 
 use iocmatch::load::Loader;
-use iocmatch::scan::scan_line;
+use iocmatch::scan::classify::Path;
+use iocmatch::scan::{scan_line, scan_line_with, Scratch};
 use iocmatch::{Policy, Snapshot};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -281,10 +282,17 @@ proptest! {
         // Half the lines open like a JSON document, where backslash escapes are decoded.
         let line = format!("{}{}", if json { "{\"" } else { "" }, parts.concat());
         let snap = build(&pick);
-        let mut hits = Vec::new();
-        scan_line(&snap, line.as_bytes(), &mut hits);
-        let got: BTreeSet<String> = hits.iter().map(|h| snap.indicator(h.indicator).value.name()).collect();
-        prop_assert_eq!(got, reference(&pick, line.as_bytes()), "line {:?}", line);
+        let want = reference(&pick, line.as_bytes());
+        // Both classification paths (the scalar one and this CPU's SIMD one) agree with the reference, hit for hit.
+        let mut by_path = Vec::new();
+        for path in [Path::Scalar, Path::detect()] {
+            let mut hits = Vec::new();
+            scan_line_with(&snap, line.as_bytes(), &mut Scratch::with_path(path), &mut hits);
+            let got: BTreeSet<String> = hits.iter().map(|h| snap.indicator(h.indicator).value.name()).collect();
+            prop_assert_eq!(&got, &want, "line {:?} ({:?})", line, path);
+            by_path.push(hits);
+        }
+        prop_assert_eq!(&by_path[0], &by_path[1], "spans differ between paths on {:?}", line);
     }
 
     #[test]
@@ -295,6 +303,9 @@ proptest! {
         for h in &hits {
             prop_assert!(h.start <= h.end && (h.end as usize) <= line.len());
         }
+        let mut scalar = Vec::new();
+        scan_line_with(&snap, &line, &mut Scratch::with_path(Path::Scalar), &mut scalar);
+        prop_assert_eq!(scalar, hits, "the scalar path agrees byte for byte");
     }
 
     #[test]

@@ -164,6 +164,9 @@ fn scan_input(
         if let Some(p) = progress {
             p.inc(batch.iter().map(|c| c.data.len() as u64).sum());
         }
+        for c in batch {
+            chunks.recycle(c.data);
+        }
         if let Some(msg) = read_error {
             return Err(InputError::Input(msg));
         }

@@ -1,11 +1,12 @@
 //! Matching one line against a snapshot: the contract of the matching rules lives here.
 //!
-//! One pass splits the line into host tokens (maximal runs of `[A-Za-z0-9._-]`). Each token with a dot is walked
-//! once right to left, hashing as it goes, and every label suffix is probed in the host table; dotted quads inside
-//! it are parsed as IPv4; alphanumeric runs of a digest's length are probed as hashes. IPv6 needs `:` and is found in
-//! a second pass only over lines that have a colon.
+//! The line is classified into bitmasks ([`super::classify`]), which split it into host tokens (maximal runs of
+//! `[A-Za-z0-9._-]`). Each token with a dot is walked once right to left, hashing as it goes, and every label suffix
+//! is probed in the host table; dotted quads inside it are parsed as IPv4; alphanumeric runs of a digest's length
+//! are probed as hashes. IPv6 needs `:` and is looked for only around the line's colons.
 
-use crate::indicator::{is_email_local_byte, is_fuzzy_byte, is_host_byte, Value, TLSH_HEX};
+use super::classify::{Bits, Masks, Path};
+use crate::indicator::{is_email_local_byte, is_fuzzy_byte, Value, TLSH_HEX};
 use crate::snapshot::ids::NONE;
 use crate::snapshot::keys::{hash_key, RevHasher};
 use crate::snapshot::Snapshot;
@@ -19,16 +20,6 @@ pub struct Hit {
     pub end: u32,
 }
 
-static HOST: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = is_host_byte(i as u8);
-        i += 1;
-    }
-    t
-};
-
 #[inline(always)]
 fn push(hits: &mut Vec<Hit>, indicator: u32, start: usize, end: usize) {
     if !hits.iter().any(|h| h.indicator == indicator) {
@@ -40,32 +31,70 @@ fn push(hits: &mut Vec<Hit>, indicator: u32, start: usize, end: usize) {
     }
 }
 
+/// Per-thread scratch for [`scan_line`]: the line's masks and the classification path.
+#[derive(Debug)]
+pub struct Scratch {
+    masks: Masks,
+    v6: Vec<u64>,
+    path: Path,
+}
+
+impl Scratch {
+    /// Scratch using the fastest classification path this CPU has.
+    pub fn new() -> Self {
+        Self::with_path(Path::detect())
+    }
+
+    /// Scratch using a given path: for tests that check the paths agree.
+    pub fn with_path(path: Path) -> Self {
+        Scratch {
+            masks: Masks::default(),
+            v6: Vec::new(),
+            path,
+        }
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::new());
+}
+
 /// Finds every distinct indicator in `line` (without its `\n`/`\r`). `hits` is cleared first and reused, so a
-/// caller scanning many lines allocates nothing.
-///
-/// Most bytes of a log line can never start a match, so the scan jumps instead of walking byte by byte: every host
-/// indicator and every IPv4 address contains a dot, so `memchr` finds the dots and each dotted host token is taken
-/// whole around one; a hash is an alphanumeric run of at least 32 bytes, so it must cover one of every 32 positions,
-/// and only those positions are looked at.
+/// caller scanning many lines allocates nothing. Uses a per-thread [`Scratch`]; [`scan_line_with`] takes one.
 pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+    SCRATCH.with(|s| scan_line_with(snap, line, &mut s.borrow_mut(), hits));
+}
+
+/// [`scan_line`] with the caller's scratch.
+///
+/// The line is classified into bitmasks first (host bytes, dots, alphanumerics, hex digits, colons), and the scan
+/// jumps from one candidate to the next with bit operations: every host indicator and every IPv4 address contains a
+/// dot, so each dotted host token is taken whole around one; a hash is an alphanumeric run of at least 32 bytes, so
+/// it must cover one of every 32 positions, and only those positions are looked at; IPv6 and colon-pair digests
+/// need a colon.
+pub fn scan_line_with(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits: &mut Vec<Hit>) {
     hits.clear();
     let n = line.len();
+    let Scratch { masks, v6, path } = scratch;
+    masks.classify(line, *path);
+    let m = &*masks;
+    let host = Bits { words: &m.host, len: n };
+    let dots = Bits { words: &m.dot, len: n };
     let json = is_json_line(line);
     let want_v4 = snap.ips.has_v4();
     let mut pos = 0;
-    while let Some(off) = memchr::memchr(b'.', &line[pos..]) {
-        let dot = pos + off;
-        let mut start = dot;
-        while start > 0 && HOST[line[start - 1] as usize] {
-            start -= 1;
-        }
+    while let Some(dot) = dots.next_one(pos) {
+        let mut start = host.run_start(dot);
         if json {
             start = past_escape(line, start);
         }
-        let mut end = dot + 1;
-        while end < n && HOST[line[end] as usize] {
-            end += 1;
-        }
+        let mut end = host.next_zero(dot);
         pos = end;
         while end > start && line[end - 1] == b'.' {
             end -= 1;
@@ -73,19 +102,31 @@ pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
         if end == start {
             continue;
         }
-        if want_v4 && line[start..end].iter().filter(|b| **b == b'.').count() >= 3 {
+        if want_v4 && dots.count(start, end) >= 3 {
             ipv4_in_token(snap, line, start, end, hits);
         }
         host_suffixes(snap, line, start, end, json, hits);
     }
     if !snap.hashes.is_empty() && n >= 32 {
-        hash_runs(snap, line, json, hits);
+        let alnum = Bits {
+            words: &m.alnum,
+            len: n,
+        };
+        let hex = Bits { words: &m.hex, len: n };
+        hash_runs(snap, line, alnum, hex, json, hits);
     }
     let want_ip = want_v4 || snap.ips.has_v6() || !snap.v6_urls.is_empty();
     let want_pairs = n >= 47 && (snap.has_hash_len(32) || snap.has_hash_len(40) || snap.has_hash_len(64));
-    if (want_ip || want_pairs || snap.has_fuzzy) && memchr::memchr(b':', line).is_some() {
+    let colons = Bits {
+        words: &m.colon,
+        len: n,
+    };
+    if (want_ip || want_pairs || snap.has_fuzzy) && colons.any() {
         if want_ip || want_pairs {
-            colon_runs(snap, line, json, want_ip, want_pairs, hits);
+            v6.clear();
+            v6.extend((0..m.hex.len()).map(|w| m.hex[w] | m.colon[w] | m.dot[w]));
+            let v6 = Bits { words: v6, len: n };
+            colon_runs(snap, line, colons, v6, json, want_ip, want_pairs, hits);
         }
         if snap.has_fuzzy {
             fuzzy_hashes(snap, line, hits);
@@ -215,22 +256,16 @@ fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
 /// Hex runs of exactly a digest's length that touch no other alphanumeric byte. A run of 32 bytes or more covers
 /// a position that is a multiple of 32, so only those positions are examined.
 #[inline]
-fn hash_runs(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
+fn hash_runs(snap: &Snapshot, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let mut k = 0;
     while k < n {
-        if !line[k].is_ascii_hexdigit() {
+        if !hex.get(k) {
             k += 32;
             continue;
         }
-        let mut s = k;
-        while s > 0 && line[s - 1].is_ascii_alphanumeric() {
-            s -= 1;
-        }
-        let mut e = k + 1;
-        while e < n && line[e].is_ascii_alphanumeric() {
-            e += 1;
-        }
+        let mut s = alnum.run_start(k);
+        let e = alnum.next_zero(k);
         if json {
             // An escape's letters are alphanumeric, so they are inside the run; the run starts after them.
             s = past_escape(line, s).min(e);
@@ -239,7 +274,7 @@ fn hash_runs(snap: &Snapshot, line: &[u8], json: bool, hits: &mut Vec<Hit>) {
         // TLSH 4 prints a `T1` version before its hex; the digest is stored without it.
         let tlsh_v1 = len == TLSH_HEX + 2 && line[s] | 0x20 == b't' && line[s + 1] == b'1';
         let digits = if tlsh_v1 { s + 2 } else { s };
-        if snap.has_hash_len(e - digits) && line[digits..e].iter().all(u8::is_ascii_hexdigit) {
+        if snap.has_hash_len(e - digits) && hex.count(digits, e) as usize == e - digits {
             let run = &line[digits..e];
             if let Some(&id) = snap.hashes.get(hash_key(run), run) {
                 push_digest(snap, hits, id, s, e);
@@ -366,11 +401,6 @@ fn ipv4_in_token(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &
     }
 }
 
-#[inline]
-fn is_v6_byte(b: u8) -> bool {
-    b.is_ascii_hexdigit() || b == b':' || b == b'.'
-}
-
 /// Runs of hex digits, `:` and `.` around each colon: IPv6 addresses (when `want_ip`) and colon-pair digests (when
 /// `want_pairs`), found in one walk over the line's colons.
 ///
@@ -382,20 +412,32 @@ fn is_v6_byte(b: u8) -> bool {
 /// `Source:fe80::1`), and so is a single colon that opens the run (`v6(en0-:2607:f140::1)`): the address starts after
 /// that colon. A hex run that merely continues into the address (`afe80::1`) is no label and stays a non-match. In a
 /// JSON line an escape before the run (`\t2001:db8::1`) is a boundary, as it is for hosts.
-fn colon_runs(snap: &Snapshot, line: &[u8], json: bool, want_ip: bool, want_pairs: bool, hits: &mut Vec<Hit>) {
+#[allow(clippy::too_many_arguments)]
+fn colon_runs(
+    snap: &Snapshot,
+    line: &[u8],
+    colons: Bits,
+    v6: Bits,
+    json: bool,
+    want_ip: bool,
+    want_pairs: bool,
+    hits: &mut Vec<Hit>,
+) {
     let n = line.len();
     let mut pos = 0;
-    while let Some(off) = memchr::memchr(b':', &line[pos..]) {
-        let c = pos + off;
-        let mut s = c;
-        while s > 0 && is_v6_byte(line[s - 1]) {
-            s -= 1;
-        }
-        let mut e = c + 1;
-        while e < n && is_v6_byte(line[e]) {
-            e += 1;
-        }
+    while let Some(c) = colons.next_one(pos) {
+        let mut s = v6.run_start(c);
+        let e = v6.next_zero(c);
         pos = e;
+        // What follows only shortens the run from the left, so a run that cannot hold an address (at least six
+        // colons, or a `::`) nor a colon-pair digest (47 bytes or more) never will: clock times end here.
+        let ip_possible = want_ip && {
+            let k = colons.count(s, e);
+            k >= 6 || (k >= 2 && memchr::memmem::find(&line[s..e], b"::").is_some())
+        };
+        if !(ip_possible || want_pairs && e - s >= 47) {
+            continue;
+        }
         if e < n && line[e].is_ascii_alphanumeric() {
             continue;
         }

@@ -1,7 +1,7 @@
 //! The one scan loop: lines in, hits pushed into a [`Sink`]. `scan` (stdout), `run` (Kafka) and `bench` (counts)
 //! all go through [`LineScanner`], so the line cap, the counting and the call into the matcher live here only.
 
-use super::{scan_line, Hit};
+use super::{scan_line_with, Hit, Scratch};
 use crate::indicator::Kind;
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
@@ -59,6 +59,7 @@ impl Sink for Discard {
 pub struct LineScanner {
     max_line: usize,
     hits: Vec<Hit>,
+    scratch: Scratch,
     /// Everything counted so far.
     pub stats: ScanStats,
 }
@@ -69,6 +70,7 @@ impl LineScanner {
         LineScanner {
             max_line,
             hits: Vec::with_capacity(8),
+            scratch: Scratch::new(),
             stats: ScanStats::default(),
         }
     }
@@ -83,7 +85,7 @@ impl LineScanner {
             self.stats.truncated_lines += 1;
         }
         self.stats.lines += 1;
-        scan_line(snap, line, &mut self.hits);
+        scan_line_with(snap, line, &mut self.scratch, &mut self.hits);
         if self.hits.is_empty() {
             return false;
         }

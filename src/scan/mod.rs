@@ -1,7 +1,8 @@
 //! Scanning: bytes → lines → tokens → hits. The hot loop lives here; it allocates nothing per line or token.
 
+pub mod classify;
 mod line;
 mod lines;
 
-pub use line::{scan_line, Hit};
+pub use line::{scan_line, scan_line_with, Hit, Scratch};
 pub use lines::{scan_buffer, Discard, LineScanner, ScanStats, Sink};

@@ -23,6 +23,8 @@ pub struct ChunkReader<R> {
     target: usize,
     max_line: usize,
     eof: bool,
+    /// Buffers of chunks already scanned, reused for the next ones.
+    spare: Vec<Vec<u8>>,
 }
 
 const READ_SIZE: usize = 256 * 1024;
@@ -36,6 +38,7 @@ impl<R: Read> ChunkReader<R> {
             target: target.max(1),
             max_line: max_line.max(1),
             eof: false,
+            spare: Vec::new(),
         }
     }
 
@@ -59,9 +62,23 @@ impl<R: Read> ChunkReader<R> {
         Ok(n)
     }
 
+    /// Gives a chunk's buffer back for the next chunks, so steady-state reading allocates (and page-faults in)
+    /// nothing new.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 4 && buf.capacity() >= self.target {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
     fn take(&mut self, upto: usize) -> Chunk {
-        let rest = self.pending.split_off(upto);
-        let data = std::mem::replace(&mut self.pending, rest);
+        let mut next = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.target + READ_SIZE));
+        next.extend_from_slice(&self.pending[upto..]);
+        self.pending.truncate(upto);
+        let data = std::mem::replace(&mut self.pending, next);
         let c = Chunk {
             offset: self.offset,
             data,
