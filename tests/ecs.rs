@@ -4,6 +4,7 @@
 
 use iocmatch::load::Loader;
 use iocmatch::scan::scan_line;
+use iocmatch::sink::ecs::unattributed;
 use iocmatch::stream::hit::{record, Source};
 use iocmatch::{Policy, Snapshot};
 use serde_json::Value;
@@ -233,7 +234,13 @@ fn kafka_hits_use_only_ecs_fields_and_keep_the_record_time() {
                 timestamp: Some(1_700_000_000_456),
                 key: Some(b"host-1"),
             };
-            let (_, doc) = record(&snap, line.as_bytes(), h, &src, created);
+            let (_, doc) = record(
+                &snap,
+                line.as_bytes(),
+                &unattributed(std::slice::from_ref(h)),
+                &src,
+                created,
+            );
             check(&doc, &fields, &mut seen);
             assert_eq!(doc["@timestamp"], "2023-11-14T22:13:20.456Z");
             assert_eq!(doc["event"]["created"], "2025-11-24T16:00:00.123Z");
@@ -250,7 +257,7 @@ fn kafka_hits_use_only_ecs_fields_and_keep_the_record_time() {
     };
     scan_line(&snap, LINES.lines().next().unwrap().as_bytes(), &mut hits);
     let first = LINES.lines().next().unwrap().as_bytes();
-    let (_, doc) = record(&snap, first, &hits[0], &no_time, created);
+    let (_, doc) = record(&snap, first, &unattributed(&hits[..1]), &no_time, created);
     assert_eq!(
         doc["@timestamp"], doc["event"]["created"],
         "no record time: the hit's time"

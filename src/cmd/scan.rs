@@ -3,7 +3,8 @@
 
 use super::IocArgs;
 use anyhow::{Context, Result};
-use iocmatch::scan::{Hit, LineScanner, ScanStats, Sink};
+use iocmatch::scan::field::{last_header, TsvFields};
+use iocmatch::scan::{FieldFilter, FieldHit, LineScanner, ScanStats, Sink};
 use iocmatch::sink::{ecs, OutputFormat};
 use iocmatch::source::{open_input, Chunk, ChunkReader};
 use iocmatch::Snapshot;
@@ -32,11 +33,24 @@ pub struct ScanArgs {
     /// Print lines, bytes, hits per type and MB/s to stderr at the end.
     #[arg(long)]
     pub stats: bool,
+    /// Only hits in these fields count (globs on the dotted path: `dns.rrname`, `*_ip`, `id.resp_h`). A line with
+    /// no known field (not JSON, Zeek TSV or key=value) still counts unless --fields-strict.
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    pub fields: Vec<String>,
+    /// With --fields: hits in lines without a known field do not count either.
+    #[arg(long, requires = "fields")]
+    pub fields_strict: bool,
+    /// `--fields` compiled, set by `run`.
+    #[arg(skip)]
+    pub filter: Option<FieldFilter>,
 }
 
 const CHUNK_BYTES: usize = 1 << 20;
 
-pub fn run(args: ScanArgs) -> Result<ExitCode> {
+pub fn run(mut args: ScanArgs) -> Result<ExitCode> {
+    if !args.fields.is_empty() {
+        args.filter = Some(FieldFilter::new(&args.fields, args.fields_strict).map_err(anyhow::Error::msg)?);
+    }
     let (snap, load_stats) = args.iocs.snapshot()?;
     for w in &load_stats.warnings {
         tracing::warn!("{w}");
@@ -134,6 +148,7 @@ fn scan_input(
     let mut chunks = ChunkReader::new(reader, CHUNK_BYTES, args.max_line_bytes);
     let file_path = (path.as_os_str() != "-").then(|| path.display().to_string());
     let batch_len = pool.current_num_threads() * 2;
+    let mut tsv: Option<TsvFields> = None;
     loop {
         let mut batch: Vec<Chunk> = Vec::with_capacity(batch_len);
         let mut read_error = None;
@@ -151,10 +166,22 @@ fn scan_input(
         if batch.is_empty() && read_error.is_none() {
             return Ok(());
         }
+        // The Zeek `#fields` header in effect at the start of each chunk, found in input order.
+        let headers: Vec<Option<TsvFields>> = batch
+            .iter()
+            .map(|c| {
+                let at_start = tsv.clone();
+                if let Some(h) = last_header(&c.data) {
+                    tsv = Some(h);
+                }
+                at_start
+            })
+            .collect();
         let results: Vec<(Vec<u8>, ScanStats)> = pool.install(|| {
             batch
                 .par_iter()
-                .map(|c| scan_chunk(snap, c, args, file_path.as_deref()))
+                .zip(headers)
+                .map(|(c, h)| scan_chunk(snap, c, args, h, file_path.as_deref()))
                 .collect()
         });
         for (bytes, stats) in &results {
@@ -182,7 +209,7 @@ struct OutputSink<'a> {
 }
 
 impl Sink for OutputSink<'_> {
-    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[Hit]) {
+    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[FieldHit]) {
         match self.format {
             OutputFormat::Json => {
                 let now = std::time::SystemTime::now();
@@ -199,14 +226,24 @@ impl Sink for OutputSink<'_> {
     }
 }
 
-fn scan_chunk(snap: &Snapshot, chunk: &Chunk, args: &ScanArgs, path: Option<&str>) -> (Vec<u8>, ScanStats) {
+fn scan_chunk(
+    snap: &Snapshot,
+    chunk: &Chunk,
+    args: &ScanArgs,
+    tsv: Option<TsvFields>,
+    path: Option<&str>,
+) -> (Vec<u8>, ScanStats) {
     let mut sink = OutputSink {
         out: Vec::new(),
         format: args.output,
         chunk_offset: chunk.offset,
         path,
     };
-    let mut scanner = LineScanner::new(args.max_line_bytes);
+    let mut scanner = LineScanner::new(args.max_line_bytes).with_filter(args.filter.clone());
+    if args.output == OutputFormat::Count {
+        scanner = scanner.without_fields();
+    }
+    scanner.set_tsv(tsv);
     scanner.stats.truncated_lines = chunk.truncated;
     scanner.buffer(snap, &chunk.data, &mut sink);
     (sink.out, scanner.stats)

@@ -148,7 +148,7 @@ fn push_digest(snap: &Snapshot, hits: &mut Vec<Hit>, id: u32, start: usize, end:
 /// A line is a JSON document when its first non-blank byte opens an object or an array. Only there is a backslash
 /// an escape: in plain text it is a Windows path separator, and `C:\Users\nevil.com` names the folder `nevil.com`.
 #[inline]
-fn is_json_line(line: &[u8]) -> bool {
+pub(crate) fn is_json_line(line: &[u8]) -> bool {
     matches!(line.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
 }
 

@@ -1,6 +1,7 @@
 //! The one scan loop: lines in, hits pushed into a [`Sink`]. `scan` (stdout), `run` (Kafka) and `bench` (counts)
 //! all go through [`LineScanner`], so the line cap, the counting and the call into the matcher live here only.
 
+use super::field::{self, FieldFilter, FieldHit, TsvFields};
 use super::{scan_line_with, Hit, Scratch};
 use crate::indicator::Kind;
 use crate::snapshot::Snapshot;
@@ -35,13 +36,14 @@ impl ScanStats {
 /// Where lines with hits go: the stdout printer, the Kafka producer, or nothing when only counts matter. The scan
 /// loop pushes into it, as ripgrep's searcher pushes into its `Sink`, so every output shares one loop.
 pub trait Sink {
-    /// A line with hits; `offset` is the line's byte offset in the buffer scanned, `line` is without `\n`/`\r`.
-    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[Hit]);
+    /// A line with hits, each with the field it is in (one entry per indicator and field); `offset` is the line's
+    /// byte offset in the buffer scanned, `line` is without `\n`/`\r`.
+    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[FieldHit]);
 }
 
 /// Any closure over the same arguments is a sink.
-impl<F: FnMut(&Snapshot, usize, &[u8], &[Hit])> Sink for F {
-    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[Hit]) {
+impl<F: FnMut(&Snapshot, usize, &[u8], &[FieldHit])> Sink for F {
+    fn matched(&mut self, snap: &Snapshot, offset: usize, line: &[u8], hits: &[FieldHit]) {
         self(snap, offset, line, hits)
     }
 }
@@ -50,7 +52,7 @@ impl<F: FnMut(&Snapshot, usize, &[u8], &[Hit])> Sink for F {
 pub struct Discard;
 
 impl Sink for Discard {
-    fn matched(&mut self, _: &Snapshot, _: usize, _: &[u8], _: &[Hit]) {}
+    fn matched(&mut self, _: &Snapshot, _: usize, _: &[u8], _: &[FieldHit]) {}
 }
 
 /// Scans lines into a sink and counts them. Kept per thread (or per Kafka worker) and reused, so scanning
@@ -60,6 +62,11 @@ pub struct LineScanner {
     max_line: usize,
     hits: Vec<Hit>,
     scratch: Scratch,
+    /// The Zeek `#fields` header in effect for the lines being scanned.
+    tsv: Option<TsvFields>,
+    filter: Option<FieldFilter>,
+    /// Whether sinks want fields (a counting scan needs none, unless a filter needs them).
+    attribute: bool,
     /// Everything counted so far.
     pub stats: ScanStats,
 }
@@ -71,8 +78,32 @@ impl LineScanner {
             max_line,
             hits: Vec::with_capacity(8),
             scratch: Scratch::new(),
+            tsv: None,
+            filter: None,
+            attribute: true,
             stats: ScanStats::default(),
         }
+    }
+
+    /// Counts only hits in fields the filter keeps.
+    pub fn with_filter(mut self, filter: Option<FieldFilter>) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Skips field attribution when no sink needs it (counting), unless a filter does.
+    pub fn without_fields(mut self) -> Self {
+        self.attribute = false;
+        self
+    }
+
+    /// The Zeek columns in effect (a `#fields` line scanned replaces them).
+    pub fn set_tsv(&mut self, tsv: Option<TsvFields>) {
+        self.tsv = tsv;
+    }
+
+    pub fn tsv(&self) -> Option<&TsvFields> {
+        self.tsv.as_ref()
     }
 
     /// Scans one line (a trailing `\n` or `\r\n` is not part of it). Returns whether it had hits.
@@ -85,19 +116,35 @@ impl LineScanner {
             self.stats.truncated_lines += 1;
         }
         self.stats.lines += 1;
+        if line.starts_with(b"#fields\t") {
+            self.tsv = field::tsv_header(line);
+        }
         scan_line_with(snap, line, &mut self.scratch, &mut self.hits);
         if self.hits.is_empty() {
             return false;
         }
-        self.stats.lines_with_hits += 1;
-        for h in &self.hits {
-            *self
-                .stats
-                .hits
-                .entry(snap.indicator(h.indicator).value.kind())
-                .or_default() += 1;
+        let mut hits = if self.attribute || self.filter.is_some() {
+            field::attribute(snap, line, &self.hits, self.tsv.as_ref(), &mut self.scratch)
+        } else {
+            self.hits.iter().map(|&hit| FieldHit { hit, field: None }).collect()
+        };
+        if let Some(f) = &self.filter {
+            hits.retain(|h| f.keeps(h.field.as_deref()));
+            if hits.is_empty() {
+                return false;
+            }
         }
-        sink.matched(snap, offset, line, &self.hits);
+        self.stats.lines_with_hits += 1;
+        for (i, h) in hits.iter().enumerate() {
+            if hits[..i].iter().all(|o| o.hit.indicator != h.hit.indicator) {
+                *self
+                    .stats
+                    .hits
+                    .entry(snap.indicator(h.hit.indicator).value.kind())
+                    .or_default() += 1;
+            }
+        }
+        sink.matched(snap, offset, line, &hits);
         true
     }
 
@@ -115,7 +162,7 @@ impl LineScanner {
 
 /// Scans a whole buffer of lines and returns only the counts: what benchmarks and sizing runs need.
 pub fn scan_buffer(snap: &Snapshot, buf: &[u8], max_line: usize) -> ScanStats {
-    let mut scanner = LineScanner::new(max_line);
+    let mut scanner = LineScanner::new(max_line).without_fields();
     scanner.buffer(snap, buf, &mut Discard);
     scanner.stats
 }

@@ -5,7 +5,7 @@
 //! `misp`, so an analyst can pivot back to MISP from any SIEM.
 
 use crate::indicator::{Indicator, Kind, Value};
-use crate::scan::Hit;
+use crate::scan::{FieldHit, Hit};
 use crate::snapshot::Snapshot;
 use serde_json::{json, Map, Value as Json};
 use std::time::SystemTime;
@@ -108,15 +108,17 @@ pub fn misp_fields(ind: &Indicator) -> Json {
     })
 }
 
-/// One `threat.enrichments[]` entry.
-pub fn enrichment(snap: &Snapshot, line: &[u8], hit: &Hit) -> Json {
+/// One `threat.enrichments[]` entry: `matched.field` is the field the hit is in (a JSON key path, a Zeek column, a
+/// `key=value` key), or `event.original` for a line without fields.
+pub fn enrichment(snap: &Snapshot, line: &[u8], fh: &FieldHit) -> Json {
+    let hit = &fh.hit;
     let ind = snap.indicator(hit.indicator);
     json!({
         "indicator": indicator_fields(ind),
         "matched": {
             "atomic": String::from_utf8_lossy(&line[hit.start as usize..hit.end as usize]),
             "type": "indicator_match_rule",
-            "field": "event.original",
+            "field": fh.field.as_deref().unwrap_or("event.original"),
         },
         "misp": misp_fields(ind),
     })
@@ -129,7 +131,7 @@ pub fn hit_document(
     line: &[u8],
     offset: u64,
     path: Option<&str>,
-    hits: &[Hit],
+    hits: &[FieldHit],
     created: SystemTime,
 ) -> Json {
     let created = timestamp(created);
@@ -149,4 +151,9 @@ pub fn hit_document(
 /// Hits per ECS indicator type, for summaries.
 pub fn kinds_in(snap: &Snapshot, hits: &[Hit]) -> Vec<Kind> {
     hits.iter().map(|h| snap.indicator(h.indicator).value.kind()).collect()
+}
+
+/// The hits of a line as field hits with no field, for callers that did not attribute them.
+pub fn unattributed(hits: &[Hit]) -> Vec<FieldHit> {
+    hits.iter().map(|&hit| FieldHit { hit, field: None }).collect()
 }

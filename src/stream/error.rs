@@ -13,6 +13,8 @@ pub enum ServiceError {
     },
     #[error("configuration: {0} is required")]
     Missing(&'static str),
+    #[error("configuration: {0}")]
+    Invalid(String),
     /// `what` names the client or the call and the brokers.
     #[error("kafka {what}: {source}")]
     Kafka {

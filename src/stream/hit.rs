@@ -1,7 +1,7 @@
 //! Hit records for Kafka: the ECS document for one indicator hit, plus where the line came from, the snapshot
 //! version, and a deterministic hit id so consumers can deduplicate (delivery is at-least-once).
 
-use crate::scan::Hit;
+use crate::scan::FieldHit;
 use crate::sink::ecs;
 use crate::Snapshot;
 use serde_json::{json, Value};
@@ -25,13 +25,19 @@ pub fn hit_id(topic: &str, partition: i32, offset: i64, indicator: &str) -> Stri
     format!("{a:016x}{b:016x}")
 }
 
-/// The record for one hit in one line, made at `created`.
+/// The record for one indicator's hits in one line (one per field it is in, at least one), made at `created`.
 ///
 /// `@timestamp` is the source record's time (when the log line entered Kafka), so a hit sorts beside the line it
 /// came from; `event.created` is when iocmatch produced the hit. ECS has no Kafka fields, so where the line came from
 /// is under `iocmatch.kafka`.
-pub fn record(snap: &Snapshot, line: &[u8], hit: &Hit, src: &Source<'_>, created: SystemTime) -> (String, Value) {
-    let name = snap.indicator(hit.indicator).value.name();
+pub fn record(
+    snap: &Snapshot,
+    line: &[u8],
+    hits: &[FieldHit],
+    src: &Source<'_>,
+    created: SystemTime,
+) -> (String, Value) {
+    let name = snap.indicator(hits[0].hit.indicator).value.name();
     let id = hit_id(src.topic, src.partition, src.offset, &name);
     let record_time = src
         .timestamp
@@ -40,7 +46,7 @@ pub fn record(snap: &Snapshot, line: &[u8], hit: &Hit, src: &Source<'_>, created
     let doc = json!({
         "@timestamp": ecs::timestamp(record_time),
         "event": { "kind": "enrichment", "id": id, "created": ecs::timestamp(created), "original": String::from_utf8_lossy(line) },
-        "threat": { "enrichments": [ecs::enrichment(snap, line, hit)] },
+        "threat": { "enrichments": hits.iter().map(|h| ecs::enrichment(snap, line, h)).collect::<Vec<_>>() },
         "iocmatch": {
             "hit_id": id,
             "snapshot_version": snap.version(),

@@ -35,6 +35,22 @@ pub struct KafkaSettings {
     pub misp_event_topic: Option<String>,
     /// Seconds between sighting reports (when `misp.sightings` is on): one request at most per interval.
     pub sighting_interval_secs: u64,
+    /// Only hits in these fields count (globs on the dotted path, `dns.rrname`); see `scan --fields`.
+    pub fields: Vec<String>,
+    /// With `fields`: hits in messages without a known field do not count either.
+    pub fields_strict: bool,
+}
+
+impl KafkaSettings {
+    /// The field filter `fields` asks for, if any.
+    pub fn field_filter(&self) -> Result<Option<crate::scan::FieldFilter>, ServiceError> {
+        if self.fields.is_empty() {
+            return Ok(None);
+        }
+        crate::scan::FieldFilter::new(&self.fields, self.fields_strict)
+            .map(Some)
+            .map_err(|e| ServiceError::Invalid(format!("kafka.fields: {e}")))
+    }
 }
 
 impl Default for KafkaSettings {
@@ -54,6 +70,8 @@ impl Default for KafkaSettings {
             misp_push_topic: None,
             misp_event_topic: None,
             sighting_interval_secs: 10,
+            fields: Vec::new(),
+            fields_strict: false,
         }
     }
 }
@@ -89,6 +107,7 @@ impl Settings {
         if kafka.input_topics.is_empty() {
             return Err(ServiceError::Missing("kafka.input_topics"));
         }
+        kafka.field_filter()?;
         Ok(Settings {
             kafka,
             metrics: table(&cfg.metrics, "metrics")?,

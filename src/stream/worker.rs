@@ -5,7 +5,7 @@
 use super::hit::{record, Source};
 use super::rebalance::Shared;
 use super::settings::KafkaSettings;
-use crate::scan::{Hit, LineScanner, Sink};
+use crate::scan::{FieldHit, LineScanner, Sink};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -33,10 +33,14 @@ struct KafkaSink<'a> {
 }
 
 impl Sink for KafkaSink<'_> {
-    fn matched(&mut self, snap: &Snapshot, _offset: usize, line: &[u8], hits: &[Hit]) {
+    fn matched(&mut self, snap: &Snapshot, _offset: usize, line: &[u8], hits: &[FieldHit]) {
         let now = SystemTime::now();
-        for h in hits {
-            let ind = snap.indicator(h.indicator);
+        // One record per indicator (its hit id stays per indicator), with one enrichment per field it is in.
+        for (i, h) in hits.iter().enumerate() {
+            if hits[..i].iter().any(|o| o.hit.indicator == h.hit.indicator) {
+                continue;
+            }
+            let ind = snap.indicator(h.hit.indicator);
             self.shared.metrics.hit(ind.value.kind().as_str(), self.src.topic);
             if let Some(tx) = self.sightings {
                 // Never blocks scoring: when the reporter is behind, the sighting is dropped and counted.
@@ -51,7 +55,12 @@ impl Sink for KafkaSink<'_> {
                     self.shared.metrics.bad("sighting_dropped");
                 }
             }
-            let (id, doc) = record(snap, line, h, &self.src, now);
+            let same: Vec<FieldHit> = hits[i..]
+                .iter()
+                .filter(|o| o.hit.indicator == h.hit.indicator)
+                .cloned()
+                .collect();
+            let (id, doc) = record(snap, line, &same, &self.src, now);
             self.records
                 .push((id, serde_json::to_vec(&doc).expect("JSON values serialise")));
         }
@@ -68,7 +77,9 @@ pub(crate) async fn worker(
     sightings: Option<mpsc::Sender<crate::refresh::sightings::Sighting>>,
 ) {
     // Oversized messages are skipped below, so the scanner needs no cap of its own.
-    let mut scanner = LineScanner::new(usize::MAX);
+    let mut scanner = LineScanner::new(usize::MAX).with_filter(k.field_filter().ok().flatten());
+    // The Zeek `#fields` header last seen on each partition, for the TSV lines after it.
+    let mut headers: std::collections::HashMap<(Arc<str>, i32), crate::scan::field::TsvFields> = Default::default();
     while let Some((msg, permit)) = rx.recv().await {
         let (topic, partition, offset) = (msg.topic.clone(), msg.partition, msg.offset);
         let Some(payload) = msg.payload.as_deref() else {
@@ -103,7 +114,15 @@ pub(crate) async fn worker(
         };
         // The snapshot is taken once per message: a message is never scored against two sets.
         let snap = cell.load();
-        if !scanner.line(&snap, 0, payload, &mut sink) {
+        let part = (topic.clone(), partition);
+        scanner.set_tsv(headers.get(&part).cloned());
+        let hit = scanner.line(&snap, 0, payload, &mut sink);
+        if payload.starts_with(b"#fields\t") {
+            if let Some(h) = scanner.tsv() {
+                headers.insert(part, h.clone());
+            }
+        }
+        if !hit {
             shared.done(&topic, partition, offset);
             continue;
         }
