@@ -477,3 +477,55 @@ async fn a_topic_regex_subscribes_to_every_matching_topic_and_no_other() {
         "hits of both matching topics, none of other-logs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeek_tsv_fields_are_kept_per_partition_and_json_keys_are_reported() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 2);
+    broker.create_topic("hits", 1);
+    // Two Zeek writers on two partitions, with different columns: each line is named by its own partition's header.
+    broker
+        .produce_to(
+            "logs",
+            &[
+                (0, b"#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h"),
+                (1, b"#fields\tts\tuid\tsrc\tdst"),
+                (
+                    0,
+                    b"1320279554.496300\tCg9xqq3JAcZusspA86\t192.168.2.76\t52025\t35.188.49.176",
+                ),
+                (1, b"1320279554.496300\tCg9xqq3JAcZusspA87\t192.168.2.76\t35.188.49.176"),
+                (
+                    0,
+                    br#"{"event_type":"ssh","src_ip":"35.188.49.176","dest_ip":"10.0.0.1"}"#,
+                ),
+            ],
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&config(dir.path(), &broker, "g-fields", ""));
+    let docs = tokio::task::block_in_place(|| broker.collect_docs("hits", 3, Duration::from_secs(60)));
+    drop(svc);
+    let mut fields: Vec<(i64, i64, String)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["iocmatch"]["kafka"]["partition"].as_i64().unwrap(),
+                d["iocmatch"]["kafka"]["offset"].as_i64().unwrap(),
+                d["threat"]["enrichments"][0]["matched"]["field"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            (0, 1, "id.resp_h".to_string()),
+            (0, 2, "src_ip".to_string()),
+            (1, 1, "dst".to_string())
+        ]
+    );
+}

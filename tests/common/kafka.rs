@@ -184,6 +184,41 @@ impl Broker {
         (ids, versions)
     }
 
+    /// Reads `n` documents from `topic` (or what came within `timeout`).
+    pub fn collect_docs(&self, topic: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", format!("reader-{}", free_port()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        c.subscribe(&[topic]).unwrap();
+        let mut docs = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while docs.len() < n && Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                docs.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+            }
+        }
+        docs
+    }
+
+    /// Produces each payload to the given partition, in order.
+    pub async fn produce_to(&self, topic: &str, messages: &[(i32, &[u8])]) {
+        let p = self.producer();
+        for (partition, payload) in messages {
+            p.send(
+                rdkafka::producer::FutureRecord::<(), [u8]>::to(topic)
+                    .partition(*partition)
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        }
+    }
+
     /// The committed offsets of a group for a topic's partitions.
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
         let c: BaseConsumer = ClientConfig::new()
