@@ -148,14 +148,7 @@ impl Broker {
     /// Reads the hits topic until `want` hit ids were all seen or the time is up; returns every id seen (with
     /// repeats) and the snapshot-version headers.
     pub fn collect_hits(&self, topic: &str, want: &BTreeSet<String>, timeout: Duration) -> (Vec<String>, Vec<String>) {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
-            .set("group.id", format!("reader-{}", free_port()))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        c.subscribe(&[topic]).unwrap();
+        let c = self.reader(topic);
         let (mut ids, mut versions) = (Vec::new(), Vec::new());
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -184,8 +177,8 @@ impl Broker {
         (ids, versions)
     }
 
-    /// Reads `n` documents from `topic` (or what came within `timeout`).
-    pub fn collect_docs(&self, topic: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+    /// A consumer of `topic` from its start, in a group of its own that commits nothing.
+    fn reader(&self, topic: &str) -> BaseConsumer {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.brokers())
             .set("group.id", format!("reader-{}", free_port()))
@@ -194,6 +187,12 @@ impl Broker {
             .create()
             .unwrap();
         c.subscribe(&[topic]).unwrap();
+        c
+    }
+
+    /// Reads `n` documents from `topic` (or what came within `timeout`).
+    pub fn collect_docs(&self, topic: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let c = self.reader(topic);
         let mut docs = Vec::new();
         let deadline = Instant::now() + timeout;
         while docs.len() < n && Instant::now() < deadline {
