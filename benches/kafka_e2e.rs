@@ -162,6 +162,7 @@ fn measure(storage: &str, w: &Workload, n: usize) -> Option<Row> {
             cell: refresher.cell(),
             refresh: refresher.metrics.clone(),
             sightings: None,
+            retro: None,
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {

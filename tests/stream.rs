@@ -318,7 +318,8 @@ async fn a_snapshot_swap_mid_stream_makes_later_lines_hit() {
     let dir = tempfile::tempdir().unwrap();
     let misp_cfg = common::write_config(dir.path(), &url, "interval_secs = 1", "");
     let text = std::fs::read_to_string(&misp_cfg).unwrap();
-    let kafka = std::fs::read_to_string(config(dir.path(), &broker, "g4", "")).unwrap();
+    // Live scoring only: with retro-hunting on, the first line would also come back as a retro hit.
+    let kafka = std::fs::read_to_string(config(dir.path(), &broker, "g4", "retro_window_secs = 0")).unwrap();
     let kafka_tail = &kafka[kafka.find("[kafka]").unwrap()..];
     let cfg = dir.path().join("swap.toml");
     std::fs::write(&cfg, format!("{text}\n{kafka_tail}")).unwrap();
@@ -528,4 +529,157 @@ async fn zeek_tsv_fields_are_kept_per_partition_and_json_keys_are_reported() {
             (1, 1, "dst".to_string())
         ]
     );
+}
+
+/// A config for the MISP test server at `url` (pulled every second) and the broker, with retro-hunting on.
+fn retro_config(dir: &Path, broker: &Broker, url: &str, group: &str, mb_per_s: f64) -> PathBuf {
+    let misp_cfg = common::write_config(dir, url, "interval_secs = 1", "");
+    let text = std::fs::read_to_string(&misp_cfg).unwrap();
+    let extra = format!("retro_window_secs = 3600\nretro_max_mb_per_s = {mb_per_s:?}");
+    let kafka = std::fs::read_to_string(config(dir, broker, group, &extra)).unwrap();
+    let cfg = dir.join("retro.toml");
+    std::fs::write(&cfg, format!("{text}\n{}", &kafka[kafka.find("[kafka]").unwrap()..])).unwrap();
+    cfg
+}
+
+/// Waits (off the runtime) until the service's metrics contain `needle`.
+fn wait_metric(svc: &Service, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !svc.metrics().contains(needle) {
+        assert!(Instant::now() < deadline, "never saw {needle}:\n{}", svc.metrics());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_adds_indicators_hunts_the_recent_logs_for_them() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 2);
+    broker.create_topic("hits", 1);
+    let misp = common::MispState::new();
+    misp.add("domain", "known.example.net", 100);
+    let url = common::serve(misp.clone()).await;
+    // Traffic that passed before MISP published the indicator.
+    let old = broker
+        .produce(
+            "logs",
+            &[
+                Some(b"dns query a.late.example.net A".to_vec()),
+                Some(b"nothing to see".to_vec()),
+                Some(b"GET http://late.example.net/x HTTP/1.1".to_vec()),
+            ],
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = retro_config(dir.path(), &broker, &url, "g-retro", 1.0);
+    let svc = Service::start(&cfg);
+    let wait_for = |needle: &str| wait_metric(&svc, needle);
+    tokio::task::block_in_place(|| wait_for("iocmatch_indicators{type=\"domain\"} 1"));
+    tokio::task::block_in_place(|| wait_for("iocmatch_lines_total 3"));
+    misp.add("domain", "late.example.net", common::now());
+    tokio::task::block_in_place(|| wait_for("iocmatch_retro_hunts_finished_total 1"));
+    // A new line after the refresh is a live hit, with a live id.
+    let live = broker
+        .produce("logs", &[Some(b"dns query b.late.example.net A".to_vec())])
+        .await;
+    let docs = tokio::task::block_in_place(|| broker.collect_docs("hits", 3, Duration::from_secs(60)));
+    let m = svc.metrics();
+    drop(svc);
+    let retro: Vec<&serde_json::Value> = docs.iter().filter(|d| d["iocmatch"]["retro"] == true).collect();
+    let mut at: Vec<(i64, i64)> = retro
+        .iter()
+        .map(|d| {
+            let k = &d["iocmatch"]["kafka"];
+            (k["partition"].as_i64().unwrap(), k["offset"].as_i64().unwrap())
+        })
+        .collect();
+    at.sort();
+    let mut want = vec![(old[0].0 as i64, old[0].1), (old[2].0 as i64, old[2].1)];
+    want.sort();
+    assert_eq!(
+        at, want,
+        "the two old lines with the new indicator, nothing else: {docs:?}"
+    );
+    for d in &retro {
+        let k = &d["iocmatch"]["kafka"];
+        let live_id = hit_id(
+            "logs",
+            k["partition"].as_i64().unwrap() as i32,
+            k["offset"].as_i64().unwrap(),
+            "late.example.net",
+        );
+        assert_ne!(
+            d["iocmatch"]["hit_id"],
+            live_id.as_str(),
+            "retro ids differ from live ids"
+        );
+        assert_eq!(
+            d["threat"]["enrichments"][0]["matched"]["occurred"], d["@timestamp"],
+            "the record's time"
+        );
+        assert_eq!(d["event"]["kind"], "enrichment");
+    }
+    let live_doc = docs
+        .iter()
+        .find(|d| d["iocmatch"]["retro"].is_null())
+        .expect("a live hit");
+    assert_eq!(live_doc["iocmatch"]["kafka"]["offset"], live[0].1);
+    assert!(m.contains("iocmatch_retro_hits_total 2"), "{m}");
+    assert!(m.contains("iocmatch_retro_records_total"), "{m}");
+    assert!(
+        !dir.path().join("state/retro-pending.json").exists(),
+        "a finished hunt leaves no state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retro_hunt_killed_midway_resumes_after_a_restart() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 1);
+    broker.create_topic("hits", 1);
+    let misp = common::MispState::new();
+    misp.add("domain", "known.example.net", 100);
+    let url = common::serve(misp.clone()).await;
+    let filler = "x".repeat(300);
+    let lines: Vec<Option<Vec<u8>>> = (0..3000)
+        .map(|i| {
+            let host = if i % 100 == 7 {
+                "c2.resume.example.net"
+            } else {
+                "quiet.example.org"
+            };
+            Some(format!("{i} dns query {host} {filler}").into_bytes())
+        })
+        .collect();
+    let coords = broker.produce("logs", &lines).await;
+    let want: BTreeSet<i64> = coords
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 100 == 7)
+        .map(|(_, c)| c.1)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    // About 1 MB of window at 0.2 MB/s: five seconds of hunting, killed (kill -9) a third of the way in.
+    let cfg = retro_config(dir.path(), &broker, &url, "g-resume", 0.2);
+    let svc = Service::start(&cfg);
+    tokio::task::block_in_place(|| wait_metric(&svc, "iocmatch_lines_total 3000"));
+    misp.add("domain", "resume.example.net", common::now());
+    tokio::task::block_in_place(|| wait_metric(&svc, "iocmatch_retro_hunts_started_total 1"));
+    tokio::task::block_in_place(|| wait_metric(&svc, "iocmatch_retro_records_total 1"));
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(svc);
+    assert!(
+        dir.path().join("state/retro-pending.json").exists(),
+        "the hunt is on disk"
+    );
+    let svc = Service::start(&cfg);
+    tokio::task::block_in_place(|| wait_metric(&svc, "iocmatch_retro_hunts_finished_total 1"));
+    drop(svc);
+    let docs = tokio::task::block_in_place(|| broker.collect_docs("hits", 10_000, Duration::from_secs(5)));
+    let got: BTreeSet<i64> = docs
+        .iter()
+        .filter(|d| d["iocmatch"]["retro"] == true)
+        .map(|d| d["iocmatch"]["kafka"]["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, want, "every old line with the new indicator, across the restart");
 }

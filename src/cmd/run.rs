@@ -60,6 +60,11 @@ async fn serve(cfg: Config, settings: Settings) -> Result<()> {
         _ => None,
     };
     let mut refresher = Refresher::new(cfg)?;
+    let retro = (settings.kafka.retro_window_secs > 0).then(|| stream::RetroInput {
+        added: refresher.retro_feed(),
+        state_dir: refresher.config().state_dir.clone(),
+        policy: refresher.policy().clone(),
+    });
     refresher.check_key().await;
     match refresher.start().await {
         Ok((from, r)) => tracing::info!(
@@ -103,6 +108,7 @@ async fn serve(cfg: Config, settings: Settings) -> Result<()> {
         cell: refresher.cell(),
         refresh: refresher.metrics.clone(),
         sightings: sightings_tx,
+        retro,
     };
     let refresh_task = tokio::spawn(refresher.run(shutdown.clone(), push_rx));
     let served = stream::run(settings, inputs, shutdown.clone()).await;

@@ -37,6 +37,9 @@ use warninglist::{ListDir, Wanted};
 /// pull ran (a long transaction) carries an earlier `Event.timestamp` than the answer's `Date`.
 const EVENT_OVERLAP_SECS: i64 = 60;
 
+/// Where the attributes a rebuild added are sent, for retro-hunting.
+pub type RetroFeed = tokio::sync::mpsc::UnboundedSender<Vec<crate::load::RawAttribute>>;
+
 /// Counters the refresher keeps for metrics.
 #[derive(Debug, Default)]
 pub struct RefreshMetrics {
@@ -92,6 +95,9 @@ pub struct Refresher {
     shrink_pending: Option<usize>,
     /// The MISP server's clock at the last pull that answered: where the next event-level pulls start.
     event_cursor: Option<i64>,
+    /// Where the attributes each rebuild added go (for retro-hunting), with the (type, value) keys of the last
+    /// build to tell them; `None` until [`Refresher::retro_feed`] is called.
+    retro: Option<(RetroFeed, Option<std::collections::HashSet<u64>>)>,
     pub metrics: Arc<RefreshMetrics>,
 }
 
@@ -144,6 +150,7 @@ impl Refresher {
             cached: None,
             shrink_pending: None,
             event_cursor: None,
+            retro: None,
             metrics: Arc::new(RefreshMetrics::default()),
         };
         let wanted = match &r.cfg.validation.warninglists {
@@ -454,6 +461,21 @@ impl Refresher {
             }
         }
         let accepted = l.take_accepted();
+        if let Some((tx, seen)) = &mut self.retro {
+            // 8 bytes per attribute, not its strings: a 64-bit key collision could only skip one hunt.
+            let key = |a: &crate::load::RawAttribute| {
+                crate::snapshot::keys::hash_key(format!("{}\u{0}{}", a.misp_type, a.value).as_bytes())
+            };
+            let keys: std::collections::HashSet<u64> = accepted.iter().map(key).collect();
+            if let Some(before) = seen.as_ref() {
+                let added: Vec<_> = accepted.iter().filter(|a| !before.contains(&key(a))).cloned().collect();
+                if !added.is_empty() {
+                    tracing::info!(added = added.len(), "attributes added: queued for a retro-hunt");
+                    let _ = tx.send(added);
+                }
+            }
+            *seen = Some(keys);
+        }
         let (set, mut stats) = l.finish();
         if let Some(w) = &self.warninglists {
             stats.warninglists = w.names().map(str::to_string).collect();
@@ -641,6 +663,18 @@ impl Refresher {
                 }
             }
         }
+    }
+
+    /// Sends, after every rebuild but the first, the attributes it added (new values, or `to_ids` turned on): the
+    /// retro-hunt scans recent logs for them. Call it before [`Refresher::start`], whose build is the baseline.
+    pub fn retro_feed(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<Vec<crate::load::RawAttribute>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.retro = Some((tx, None));
+        rx
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     pub fn store_len(&self) -> usize {

@@ -92,7 +92,9 @@ async fn report(
     every_secs: u64,
     shutdown: Shutdown,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(every_secs.max(1)));
+    let every = Duration::from_secs(every_secs.max(1));
+    // The first report goes out one interval after start, not at once: an interval's hits go out together.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut pending = Pending::default();
     loop {
         let stopping = tokio::select! {

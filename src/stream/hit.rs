@@ -25,6 +25,18 @@ pub fn hit_id(topic: &str, partition: i32, offset: i64, indicator: &str) -> Stri
     format!("{a:016x}{b:016x}")
 }
 
+/// A line's hits grouped per indicator, in line order: one Kafka record each, with one enrichment per field.
+pub fn per_indicator(hits: &[FieldHit]) -> Vec<Vec<FieldHit>> {
+    let mut groups: Vec<Vec<FieldHit>> = Vec::new();
+    for h in hits {
+        match groups.iter_mut().find(|g| g[0].hit.indicator == h.hit.indicator) {
+            Some(g) => g.push(h.clone()),
+            None => groups.push(vec![h.clone()]),
+        }
+    }
+    groups
+}
+
 /// The record for one indicator's hits in one line (one per field it is in, at least one), made at `created`.
 ///
 /// `@timestamp` is the source record's time (when the log line entered Kafka), so a hit sorts beside the line it

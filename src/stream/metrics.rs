@@ -23,6 +23,13 @@ pub struct Metrics {
     /// (topic, partition) → high watermark minus committed offset.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
     pub assigned_partitions: AtomicU64,
+    pub retro_started: AtomicU64,
+    pub retro_finished: AtomicU64,
+    pub retro_records: AtomicU64,
+    pub retro_bytes: AtomicU64,
+    pub retro_hits: AtomicU64,
+    /// Records the running retro-hunt has still to read.
+    pub retro_lag: AtomicU64,
 }
 
 impl Metrics {
@@ -169,6 +176,44 @@ impl Metrics {
             s,
             "iocmatch_assigned_partitions {}",
             self.assigned_partitions.load(Ordering::Relaxed)
+        );
+        for (name, help, v) in [
+            (
+                "iocmatch_retro_hunts_started_total",
+                "Retro-hunts started.",
+                &self.retro_started,
+            ),
+            (
+                "iocmatch_retro_hunts_finished_total",
+                "Retro-hunts finished.",
+                &self.retro_finished,
+            ),
+            (
+                "iocmatch_retro_records_total",
+                "Records a retro-hunt scanned.",
+                &self.retro_records,
+            ),
+            (
+                "iocmatch_retro_bytes_total",
+                "Bytes a retro-hunt scanned.",
+                &self.retro_bytes,
+            ),
+            (
+                "iocmatch_retro_hits_total",
+                "Retro-hunt hits produced.",
+                &self.retro_hits,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP iocmatch_retro_lag_records Records the running retro-hunt has still to read.\n# TYPE iocmatch_retro_lag_records gauge\niocmatch_retro_lag_records {}",
+            self.retro_lag.load(Ordering::Relaxed)
         );
         s
     }

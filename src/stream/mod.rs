@@ -14,11 +14,12 @@ pub mod http;
 pub mod metrics;
 pub mod push;
 mod rebalance;
+pub mod retro;
 pub mod service;
 pub mod settings;
 pub mod tracker;
 mod worker;
 
 pub use error::ServiceError;
-pub use service::{run, Inputs};
+pub use service::{run, Inputs, RetroInput};
 pub use settings::{KafkaSettings, MetricsSettings, Settings};

@@ -29,6 +29,15 @@ pub struct Inputs {
     pub refresh: Arc<RefreshMetrics>,
     /// Where hit values go to be reported to MISP as sightings, when that is on.
     pub sightings: Option<mpsc::Sender<crate::refresh::sightings::Sighting>>,
+    /// What each refresh added, for retro-hunting (`kafka.retro_window_secs` > 0).
+    pub retro: Option<RetroInput>,
+}
+
+/// The retro-hunt's inputs from the refresher.
+pub struct RetroInput {
+    pub added: mpsc::UnboundedReceiver<Vec<crate::load::RawAttribute>>,
+    pub state_dir: std::path::PathBuf,
+    pub policy: crate::Policy,
 }
 
 /// Runs until `shutdown` fires, then drains in-flight work, commits and returns. `/metrics` and the committer stop
@@ -98,6 +107,18 @@ pub async fn run(settings: Settings, inputs: Inputs, shutdown: Shutdown) -> Resu
             inputs.sightings.clone(),
         )));
     }
+    let retro = match (inputs.retro, k.retro_window_secs) {
+        (Some(r), w) if w > 0 => Some(tokio::spawn(super::retro::run(
+            k.clone(),
+            r.state_dir,
+            r.policy,
+            producer.clone(),
+            metrics.clone(),
+            r.added,
+            shutdown.clone(),
+        ))),
+        _ => None,
+    };
     let committer = tokio::spawn(committer(
         consumer.clone(),
         shared.clone(),
@@ -114,6 +135,9 @@ pub async fn run(settings: Settings, inputs: Inputs, shutdown: Shutdown) -> Resu
     }
     let _ = tokio::time::timeout_at(deadline.into(), permits.acquire_many(k.max_in_flight as u32)).await;
     let _ = committer.await;
+    if let Some(r) = retro {
+        let _ = tokio::time::timeout_at(deadline.into(), r).await;
+    }
     commit_now(&consumer, &shared, CommitMode::Sync);
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     let left = shared.tracker.lock().expect("tracker").in_flight();

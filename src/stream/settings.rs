@@ -39,6 +39,10 @@ pub struct KafkaSettings {
     pub fields: Vec<String>,
     /// With `fields`: hits in messages without a known field do not count either.
     pub fields_strict: bool,
+    /// How far back a retro-hunt reads the input topics when a refresh adds indicators; 0 turns it off.
+    pub retro_window_secs: u64,
+    /// The retro-hunt's read rate cap, so the live consumer keeps its share.
+    pub retro_max_mb_per_s: f64,
 }
 
 impl KafkaSettings {
@@ -72,6 +76,8 @@ impl Default for KafkaSettings {
             sighting_interval_secs: 10,
             fields: Vec::new(),
             fields_strict: false,
+            retro_window_secs: 86_400,
+            retro_max_mb_per_s: 20.0,
         }
     }
 }

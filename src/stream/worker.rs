@@ -2,7 +2,7 @@
 //! the shared scan loop, and hands the hits to the producer; an offset becomes committable once every hit of its
 //! message is acknowledged.
 
-use super::hit::{record, Source};
+use super::hit::{per_indicator, record, Source};
 use super::rebalance::Shared;
 use super::settings::KafkaSettings;
 use crate::scan::{FieldHit, LineScanner, Sink};
@@ -36,11 +36,8 @@ impl Sink for KafkaSink<'_> {
     fn matched(&mut self, snap: &Snapshot, _offset: usize, line: &[u8], hits: &[FieldHit]) {
         let now = SystemTime::now();
         // One record per indicator (its hit id stays per indicator), with one enrichment per field it is in.
-        for (i, h) in hits.iter().enumerate() {
-            if hits[..i].iter().any(|o| o.hit.indicator == h.hit.indicator) {
-                continue;
-            }
-            let ind = snap.indicator(h.hit.indicator);
+        for same in per_indicator(hits) {
+            let ind = snap.indicator(same[0].hit.indicator);
             self.shared.metrics.hit(ind.value.kind().as_str(), self.src.topic);
             if let Some(tx) = self.sightings {
                 // Never blocks scoring: when the reporter is behind, the sighting is dropped and counted.
@@ -55,11 +52,6 @@ impl Sink for KafkaSink<'_> {
                     self.shared.metrics.bad("sighting_dropped");
                 }
             }
-            let same: Vec<FieldHit> = hits[i..]
-                .iter()
-                .filter(|o| o.hit.indicator == h.hit.indicator)
-                .cloned()
-                .collect();
             let (id, doc) = record(snap, line, &same, &self.src, now);
             self.records
                 .push((id, serde_json::to_vec(&doc).expect("JSON values serialise")));
