@@ -38,7 +38,7 @@ use warninglist::{ListDir, Wanted};
 const EVENT_OVERLAP_SECS: i64 = 60;
 
 /// Where the attributes a rebuild added are sent, for retro-hunting.
-pub type RetroFeed = tokio::sync::mpsc::UnboundedSender<Vec<crate::load::RawAttribute>>;
+pub type RetroFeed = tokio::sync::mpsc::UnboundedSender<(Vec<crate::load::RawAttribute>, i64)>;
 
 /// Counters the refresher keeps for metrics.
 #[derive(Debug, Default)]
@@ -471,7 +471,10 @@ impl Refresher {
                 let added: Vec<_> = accepted.iter().filter(|a| !before.contains(&key(a))).cloned().collect();
                 if !added.is_empty() {
                     tracing::info!(added = added.len(), "attributes added: queued for a retro-hunt");
-                    let _ = tx.send(added);
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let _ = tx.send((added, now_ms));
                 }
             }
             *seen = Some(keys);
@@ -667,7 +670,7 @@ impl Refresher {
 
     /// Sends, after every rebuild but the first, the attributes it added (new values, or `to_ids` turned on): the
     /// retro-hunt scans recent logs for them. Call it before [`Refresher::start`], whose build is the baseline.
-    pub fn retro_feed(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<Vec<crate::load::RawAttribute>> {
+    pub fn retro_feed(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<(Vec<crate::load::RawAttribute>, i64)> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.retro = Some((tx, None));
         rx

@@ -39,8 +39,16 @@ struct Range {
     end: i64,
 }
 
-/// Progress per `topic/partition`.
-type Progress = BTreeMap<String, Range>;
+/// One planned hunt: each `topic/partition`'s range, and the time of the latest refresh merged into it. Records
+/// written at or after that time were already scored live with the new indicators, so they are skipped.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Progress {
+    cutoff_ms: i64,
+    partitions: BTreeMap<String, Range>,
+}
+
+/// What one refresh added, and when (Unix milliseconds, taken before its snapshot was swapped in).
+pub type Added = (Vec<RawAttribute>, i64);
 
 /// Runs retro-hunts until `shutdown`: `added` receives the attributes each refresh added.
 pub async fn run(
@@ -49,32 +57,38 @@ pub async fn run(
     policy: Policy,
     producer: FutureProducer,
     metrics: Arc<Metrics>,
-    mut added: mpsc::UnboundedReceiver<Vec<RawAttribute>>,
+    mut added: mpsc::UnboundedReceiver<Added>,
     shutdown: Shutdown,
 ) {
     let mut pending = read_attrs(&state_dir.join(PENDING));
     let mut queued = read_attrs(&state_dir.join(QUEUED));
+    // Sets read back from disk without their refresh time are hunted up to the watermark: a record may be hit
+    // twice (live and retro, with different ids), never missed.
+    let mut cutoff = i64::MAX;
+    let mut queued_cutoff = (!queued.is_empty()).then_some(i64::MAX);
     loop {
         if pending.is_empty() {
             pending = std::mem::take(&mut queued);
+            cutoff = queued_cutoff.take().unwrap_or(i64::MIN);
             let _ = std::fs::remove_file(state_dir.join(QUEUED));
         }
         if pending.is_empty() {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 a = added.recv() => match a {
-                    Some(a) => pending = a,
+                    Some((a, at)) => { pending = a; cutoff = at; }
                     None => return,
                 },
             }
         }
-        while let Ok(a) = added.try_recv() {
+        while let Ok((a, at)) = added.try_recv() {
             merge(&mut pending, a);
+            cutoff = cutoff.max(at);
         }
         write_attrs(&state_dir.join(PENDING), &pending);
         let progress = match read_progress(&state_dir) {
             Some(p) => p,
-            None => match tokio::task::block_in_place(|| plan(&k)) {
+            None => match tokio::task::block_in_place(|| plan(&k, cutoff)) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!("retro-hunt cannot be planned, retried in 30 s: {e}");
@@ -95,7 +109,7 @@ pub async fn run(
             &pending,
             progress,
             &mut added,
-            &mut queued,
+            (&mut queued, &mut queued_cutoff),
             &shutdown,
         )
         .await;
@@ -118,7 +132,7 @@ fn merge(into: &mut Vec<RawAttribute>, more: Vec<RawAttribute>) {
 }
 
 /// The window of every input partition: from the first offset at or after now − window to the high watermark now.
-fn plan(k: &KafkaSettings) -> Result<Progress, String> {
+fn plan(k: &KafkaSettings, cutoff_ms: i64) -> Result<Progress, String> {
     let consumer: BaseConsumer = client_config(k)
         .set("group.id", format!("{}-retro", k.group_id))
         .set("enable.auto.commit", "false")
@@ -145,7 +159,10 @@ fn plan(k: &KafkaSettings) -> Result<Progress, String> {
     let starts = consumer
         .offsets_for_times(tpl, timeout)
         .map_err(|e| format!("offsets_for_times: {e}"))?;
-    let mut out = Progress::new();
+    let mut out = Progress {
+        cutoff_ms,
+        partitions: BTreeMap::new(),
+    };
     for e in starts.elements() {
         let (_, high) = consumer
             .fetch_watermarks(e.topic(), e.partition(), timeout)
@@ -155,7 +172,8 @@ fn plan(k: &KafkaSettings) -> Result<Progress, String> {
             _ => high, // no record at or after the time: nothing in the window
         };
         if next < high {
-            out.insert(format!("{}/{}", e.topic(), e.partition()), Range { next, end: high });
+            out.partitions
+                .insert(format!("{}/{}", e.topic(), e.partition()), Range { next, end: high });
         }
     }
     Ok(out)
@@ -205,8 +223,8 @@ async fn hunt(
     metrics: &Metrics,
     attrs: &[RawAttribute],
     mut progress: Progress,
-    added: &mut mpsc::UnboundedReceiver<Vec<RawAttribute>>,
-    queued: &mut Vec<RawAttribute>,
+    added: &mut mpsc::UnboundedReceiver<Added>,
+    (queued, queued_cutoff): (&mut Vec<RawAttribute>, &mut Option<i64>),
     shutdown: &Shutdown,
 ) -> bool {
     let mut l = Loader::new(policy.clone());
@@ -216,11 +234,16 @@ async fn hunt(
     let (set, _) = l.finish();
     let snap = Snapshot::build(set, 0);
     metrics.retro_started.fetch_add(1, Ordering::Relaxed);
-    let remaining = |p: &Progress| p.values().map(|r| (r.end - r.next).max(0) as u64).sum::<u64>();
+    let remaining = |p: &Progress| {
+        p.partitions
+            .values()
+            .map(|r| (r.end - r.next).max(0) as u64)
+            .sum::<u64>()
+    };
     metrics.retro_lag.store(remaining(&progress), Ordering::Relaxed);
     tracing::info!(
         indicators = snap.len(),
-        partitions = progress.len(),
+        partitions = progress.partitions.len(),
         records = remaining(&progress),
         "retro-hunt started"
     );
@@ -236,7 +259,7 @@ async fn hunt(
         }
     };
     let mut tpl = TopicPartitionList::new();
-    for (tp, r) in &progress {
+    for (tp, r) in &progress.partitions {
         if let Some((t, p)) = tp.rsplit_once('/').and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?))) {
             let _ = tpl.add_partition_offset(t, p, Offset::Offset(r.next));
         }
@@ -250,13 +273,14 @@ async fn hunt(
     let mut bytes = 0u64;
     let mut since_save = 0u32;
     let rate = (k.retro_max_mb_per_s.max(0.1) * 1e6) as u64;
-    while progress.values().any(|r| r.next < r.end) {
+    while progress.partitions.values().any(|r| r.next < r.end) {
         if shutdown.is_triggered() {
             write_progress(state_dir, &progress);
             return false;
         }
-        while let Ok(a) = added.try_recv() {
+        while let Ok((a, at)) = added.try_recv() {
             merge(queued, a);
+            *queued_cutoff = Some(queued_cutoff.unwrap_or(at).max(at));
             write_attrs(&state_dir.join(QUEUED), queued);
         }
         let polled = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)));
@@ -269,12 +293,18 @@ async fn hunt(
             }
         };
         let key = format!("{}/{}", m.topic(), m.partition());
-        let Some(r) = progress.get_mut(&key) else { continue };
+        let cutoff = progress.cutoff_ms;
+        let Some(r) = progress.partitions.get_mut(&key) else {
+            continue;
+        };
         if m.offset() >= r.end {
             r.next = r.end;
             continue;
         }
         r.next = m.offset() + 1;
+        if m.timestamp().to_millis().is_some_and(|t| t >= cutoff) {
+            continue; // written after the refresh: scored live with the new indicators already
+        }
         let payload = m.payload().unwrap_or_default();
         bytes += payload.len() as u64;
         metrics.retro_records.fetch_add(1, Ordering::Relaxed);

@@ -35,7 +35,7 @@ pub struct Inputs {
 
 /// The retro-hunt's inputs from the refresher.
 pub struct RetroInput {
-    pub added: mpsc::UnboundedReceiver<Vec<crate::load::RawAttribute>>,
+    pub added: mpsc::UnboundedReceiver<super::retro::Added>,
     pub state_dir: std::path::PathBuf,
     pub policy: crate::Policy,
 }
