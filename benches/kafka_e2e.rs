@@ -17,7 +17,6 @@ mod kafka;
 use iocmatch::bench::{generate, Workload, WorkloadSpec};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
 
 fn metric(port: u16, name: &str) -> Option<f64> {
@@ -66,20 +65,8 @@ fn measure(storage: &str, w: &Workload, n: usize) -> Option<Row> {
     broker.create_topic("logs", 2);
     broker.create_topic("hits", 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    {
-        let producer = broker.producer();
-        rt.block_on(async {
-            let lines: Vec<&[u8]> = w.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
-            for chunk in lines.chunks(5000) {
-                let futs = chunk
-                    .iter()
-                    .map(|l| producer.send(FutureRecord::<(), [u8]>::to("logs").payload(l), Duration::from_secs(30)));
-                for r in futures_util::future::join_all(futs).await {
-                    r.map_err(|(e, _)| e).unwrap();
-                }
-            }
-        });
-    }
+    let lines: Vec<&[u8]> = w.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    rt.block_on(broker.produce_many("logs", &lines));
     let broker_pid = broker.child.id();
     let me = std::process::id();
 
@@ -121,17 +108,7 @@ fn measure(storage: &str, w: &Workload, n: usize) -> Option<Row> {
     )
     .unwrap();
     let port = kafka::free_port();
-    let cfg = iocmatch::config::Config::parse(
-        &format!(
-            "state_dir = {:?}\niocs = [{:?}]\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"e2e\"\ninput_topics = [\"logs\"]\nhits_topic = \"hits\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
-            dir.path().join("state").display().to_string(),
-            iocs.display().to_string(),
-            broker.brokers(),
-        ),
-        "e2e.toml",
-        &std::env::vars().collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let cfg = broker.service_config(dir.path(), &iocs, "e2e", port, "", "");
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let watcher = std::thread::spawn(move || {
         let (mut first, mut cpu0) = (None, (0.0, 0.0));
