@@ -76,7 +76,7 @@ fn main() {
         |part: &[iocmatch::bench::GenIndicator]| part.iter().map(|i| format!("{}\n", i.value)).collect::<String>();
     std::fs::write(&iocs, list(first)).unwrap();
     let port = kafka::free_port();
-    let retro = format!("retro_window_secs = 3600\nretro_max_mb_per_s = {mbps:?}");
+    let retro = format!("\n[retro]\nwindow = \"1h\"\nmax_mb_per_s = {mbps:?}");
     let cfg = broker.service_config(
         dir.path(),
         &iocs,

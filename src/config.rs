@@ -44,6 +44,8 @@ pub struct Config {
     pub kafka: Option<toml::Table>,
     /// The metrics endpoint's settings (read by `iocmatch run`).
     pub metrics: Option<toml::Table>,
+    /// The retro-hunt's settings (read by `iocmatch run`).
+    pub retro: Option<toml::Table>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -262,7 +264,7 @@ pub struct ExportConfig {
     pub types: Vec<String>,
 }
 
-const SECTIONS: [&str; 5] = ["misp", "validation", "refresh", "kafka", "metrics"];
+const SECTIONS: [&str; 6] = ["misp", "validation", "refresh", "kafka", "metrics", "retro"];
 
 impl Config {
     /// Reads a config file and applies `IOCMATCH_*` environment overrides.

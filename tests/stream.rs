@@ -319,8 +319,9 @@ async fn a_snapshot_swap_mid_stream_makes_later_lines_hit() {
     let misp_cfg = common::write_config(dir.path(), &url, "interval_secs = 1", "");
     let text = std::fs::read_to_string(&misp_cfg).unwrap();
     // Live scoring only: with retro-hunting on, the first line would also come back as a retro hit.
-    let kafka = std::fs::read_to_string(config(dir.path(), &broker, "g4", "retro_window_secs = 0")).unwrap();
+    let kafka = std::fs::read_to_string(config(dir.path(), &broker, "g4", "")).unwrap();
     let kafka_tail = &kafka[kafka.find("[kafka]").unwrap()..];
+    let kafka_tail = format!("[retro]\nwindow = 0\n{kafka_tail}");
     let cfg = dir.path().join("swap.toml");
     std::fs::write(&cfg, format!("{text}\n{kafka_tail}")).unwrap();
     let svc = Service::start(&cfg);
@@ -535,10 +536,14 @@ async fn zeek_tsv_fields_are_kept_per_partition_and_json_keys_are_reported() {
 fn retro_config(dir: &Path, broker: &Broker, url: &str, group: &str, mb_per_s: f64) -> PathBuf {
     let misp_cfg = common::write_config(dir, url, "interval_secs = 1", "");
     let text = std::fs::read_to_string(&misp_cfg).unwrap();
-    let extra = format!("retro_window_secs = 3600\nretro_max_mb_per_s = {mb_per_s:?}");
-    let kafka = std::fs::read_to_string(config(dir, broker, group, &extra)).unwrap();
+    let kafka = std::fs::read_to_string(config(dir, broker, group, "")).unwrap();
     let cfg = dir.join("retro.toml");
-    std::fs::write(&cfg, format!("{text}\n{}", &kafka[kafka.find("[kafka]").unwrap()..])).unwrap();
+    let retro = format!("[retro]\nwindow = \"1h\"\nmax_mb_per_s = {mb_per_s:?}\n");
+    std::fs::write(
+        &cfg,
+        format!("{text}\n{retro}\n{}", &kafka[kafka.find("[kafka]").unwrap()..]),
+    )
+    .unwrap();
     cfg
 }
 

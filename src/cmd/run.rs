@@ -60,7 +60,7 @@ async fn serve(cfg: Config, settings: Settings) -> Result<()> {
         _ => None,
     };
     let mut refresher = Refresher::new(cfg)?;
-    let retro = (settings.kafka.retro_window_secs > 0).then(|| stream::RetroInput {
+    let retro = settings.retro.enabled().then(|| stream::RetroInput {
         added: refresher.retro_feed(),
         state_dir: refresher.config().state_dir.clone(),
         policy: refresher.policy().clone(),

@@ -22,4 +22,4 @@ mod worker;
 
 pub use error::ServiceError;
 pub use service::{run, Inputs, RetroInput};
-pub use settings::{KafkaSettings, MetricsSettings, Settings};
+pub use settings::{KafkaSettings, MetricsSettings, RetroSettings, Settings};

@@ -1,4 +1,4 @@
-//! Retro-hunting: when a refresh adds indicators, the last `retro_window_secs` of every input topic is scanned
+//! Retro-hunting: when a refresh adds indicators, the last `[retro] window` of every input topic is scanned
 //! against a snapshot of the added indicators only, so the cost follows the window, not the whole set.
 //!
 //! Kafka is the store: a consumer of its own (group `<group_id>-retro`, assigned partitions, no commits into the
@@ -7,11 +7,11 @@
 //! `iocmatch-retro` header), `matched.occurred` set to the record's time, and hit ids of their own. Refreshes that
 //! arrive while a hunt runs are merged into the next one; the pending attributes and each partition's progress are
 //! kept in the state directory, so a restart resumes the hunt instead of losing it. Throttled to
-//! `retro_max_mb_per_s` beside the live consumer.
+//! `[retro] max_mb_per_s` beside the live consumer.
 
 use super::hit::{hit_id, per_indicator, record, Source};
 use super::metrics::Metrics;
-use super::settings::{client_config, KafkaSettings};
+use super::settings::{client_config, KafkaSettings, RetroSettings};
 use crate::load::{Loader, RawAttribute};
 use crate::scan::{FieldHit, LineScanner, Sink};
 use crate::shutdown::Shutdown;
@@ -51,8 +51,10 @@ struct Progress {
 pub type Added = (Vec<RawAttribute>, i64);
 
 /// Runs retro-hunts until `shutdown`: `added` receives the attributes each refresh added.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     k: KafkaSettings,
+    rs: RetroSettings,
     state_dir: PathBuf,
     policy: Policy,
     producer: FutureProducer,
@@ -88,7 +90,7 @@ pub async fn run(
         write_attrs(&state_dir.join(PENDING), &pending);
         let progress = match read_progress(&state_dir) {
             Some(p) => p,
-            None => match tokio::task::block_in_place(|| plan(&k, cutoff)) {
+            None => match tokio::task::block_in_place(|| plan(&k, rs.window, cutoff)) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!("retro-hunt cannot be planned, retried in 30 s: {e}");
@@ -102,6 +104,7 @@ pub async fn run(
         write_progress(&state_dir, &progress);
         let done = hunt(
             &k,
+            rs.max_mb_per_s,
             &state_dir,
             &policy,
             &producer,
@@ -132,14 +135,14 @@ fn merge(into: &mut Vec<RawAttribute>, more: Vec<RawAttribute>) {
 }
 
 /// The window of every input partition: from the first offset at or after now − window to the high watermark now.
-fn plan(k: &KafkaSettings, cutoff_ms: i64) -> Result<Progress, String> {
+fn plan(k: &KafkaSettings, window: Duration, cutoff_ms: i64) -> Result<Progress, String> {
     let consumer: BaseConsumer = client_config(k)
         .set("group.id", format!("{}-retro", k.group_id))
         .set("enable.auto.commit", "false")
         .create()
         .map_err(|e| e.to_string())?;
     let since = SystemTime::now()
-        .checked_sub(Duration::from_secs(k.retro_window_secs))
+        .checked_sub(window)
         .unwrap_or(SystemTime::UNIX_EPOCH)
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -217,6 +220,7 @@ impl Sink for RetroSink<'_> {
 #[allow(clippy::too_many_arguments)]
 async fn hunt(
     k: &KafkaSettings,
+    max_mb_per_s: f64,
     state_dir: &Path,
     policy: &Policy,
     producer: &FutureProducer,
@@ -272,7 +276,7 @@ async fn hunt(
     let started = Instant::now();
     let mut bytes = 0u64;
     let mut since_save = 0u32;
-    let rate = (k.retro_max_mb_per_s.max(0.1) * 1e6) as u64;
+    let rate = (max_mb_per_s.max(0.1) * 1e6) as u64;
     while progress.partitions.values().any(|r| r.next < r.end) {
         if shutdown.is_triggered() {
             write_progress(state_dir, &progress);
@@ -330,7 +334,7 @@ async fn hunt(
             since_save = 0;
             write_progress(state_dir, &progress);
         }
-        // Throttle: never faster than retro_max_mb_per_s, so the live consumer keeps its share.
+        // Throttle: never faster than max_mb_per_s, so the live consumer keeps its share.
         let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             if wait > Duration::from_millis(5) {

@@ -29,7 +29,7 @@ pub struct Inputs {
     pub refresh: Arc<RefreshMetrics>,
     /// Where hit values go to be reported to MISP as sightings, when that is on.
     pub sightings: Option<mpsc::Sender<crate::refresh::sightings::Sighting>>,
-    /// What each refresh added, for retro-hunting (`kafka.retro_window_secs` > 0).
+    /// What each refresh added, for retro-hunting (`[retro] window` above 0).
     pub retro: Option<RetroInput>,
 }
 
@@ -43,7 +43,11 @@ pub struct RetroInput {
 /// Runs until `shutdown` fires, then drains in-flight work, commits and returns. `/metrics` and the committer stop
 /// with it.
 pub async fn run(settings: Settings, inputs: Inputs, shutdown: Shutdown) -> Result<(), ServiceError> {
-    let Settings { kafka: k, metrics: m } = settings;
+    let Settings {
+        kafka: k,
+        metrics: m,
+        retro: rs,
+    } = settings;
     let metrics = Arc::new(Metrics::default());
     let (addr, http_task) = http::serve(
         &m.listen,
@@ -107,9 +111,10 @@ pub async fn run(settings: Settings, inputs: Inputs, shutdown: Shutdown) -> Resu
             inputs.sightings.clone(),
         )));
     }
-    let retro = match (inputs.retro, k.retro_window_secs) {
-        (Some(r), w) if w > 0 => Some(tokio::spawn(super::retro::run(
+    let retro = match inputs.retro {
+        Some(r) if rs.enabled() => Some(tokio::spawn(super::retro::run(
             k.clone(),
+            rs.clone(),
             r.state_dir,
             r.policy,
             producer.clone(),

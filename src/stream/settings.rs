@@ -39,10 +39,6 @@ pub struct KafkaSettings {
     pub fields: Vec<String>,
     /// With `fields`: hits in messages without a known field do not count either.
     pub fields_strict: bool,
-    /// How far back a retro-hunt reads the input topics when a refresh adds indicators; 0 turns it off.
-    pub retro_window_secs: u64,
-    /// The retro-hunt's read rate cap, so the live consumer keeps its share.
-    pub retro_max_mb_per_s: f64,
 }
 
 impl KafkaSettings {
@@ -76,8 +72,6 @@ impl Default for KafkaSettings {
             sighting_interval_secs: 10,
             fields: Vec::new(),
             fields_strict: false,
-            retro_window_secs: 86_400,
-            retro_max_mb_per_s: 20.0,
         }
     }
 }
@@ -102,6 +96,66 @@ impl Default for MetricsSettings {
 pub struct Settings {
     pub kafka: KafkaSettings,
     pub metrics: MetricsSettings,
+    pub retro: RetroSettings,
+}
+
+/// The `[retro]` table: when a refresh adds indicators, how far back the input topics are hunted (`window`, a
+/// duration such as `"24h"` or seconds; 0 turns it off) and how fast (`max_mb_per_s`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetroSettings {
+    pub window: std::time::Duration,
+    pub max_mb_per_s: f64,
+}
+
+impl Default for RetroSettings {
+    fn default() -> Self {
+        RetroSettings {
+            window: std::time::Duration::from_secs(86_400),
+            max_mb_per_s: 20.0,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetro {
+    window: Option<toml::Value>,
+    max_mb_per_s: Option<f64>,
+}
+
+impl RetroSettings {
+    fn from_table(t: &Option<toml::Table>) -> Result<RetroSettings, ServiceError> {
+        let raw: RawRetro = table(t, "retro")?;
+        let mut r = RetroSettings::default();
+        match raw.window {
+            None => {}
+            Some(toml::Value::Integer(secs)) if secs >= 0 => r.window = std::time::Duration::from_secs(secs as u64),
+            Some(toml::Value::String(s)) if s.trim() == "0" => r.window = std::time::Duration::ZERO,
+            Some(toml::Value::String(s)) => {
+                r.window = humantime::parse_duration(&s)
+                    .map_err(|e| ServiceError::Invalid(format!("retro.window = {s:?}: {e}")))?
+            }
+            Some(v) => {
+                return Err(ServiceError::Invalid(format!(
+                    "retro.window = {v}: a duration such as \"24h\""
+                )))
+            }
+        }
+        if let Some(m) = raw.max_mb_per_s {
+            if m.is_nan() || m <= 0.0 {
+                return Err(ServiceError::Invalid(format!(
+                    "retro.max_mb_per_s = {m}: must be above 0"
+                )));
+            }
+            r.max_mb_per_s = m;
+        }
+        Ok(r)
+    }
+
+    /// Whether retro-hunting is on.
+    pub fn enabled(&self) -> bool {
+        !self.window.is_zero()
+    }
 }
 
 impl Settings {
@@ -117,6 +171,7 @@ impl Settings {
         Ok(Settings {
             kafka,
             metrics: table(&cfg.metrics, "metrics")?,
+            retro: RetroSettings::from_table(&cfg.retro)?,
         })
     }
 }
@@ -144,4 +199,36 @@ pub(crate) fn client_config(k: &KafkaSettings) -> ClientConfig {
         c.set(p, v);
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retro(text: &str) -> Result<RetroSettings, ServiceError> {
+        let t: toml::Table = toml::from_str(text).unwrap();
+        RetroSettings::from_table(&Some(t))
+    }
+
+    #[test]
+    fn retro_window_is_a_duration_and_zero_turns_it_off() {
+        assert_eq!(
+            RetroSettings::from_table(&None).unwrap().window,
+            std::time::Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            retro("window = \"6h\"").unwrap().window,
+            std::time::Duration::from_secs(6 * 3600)
+        );
+        assert_eq!(
+            retro("window = 600").unwrap().window,
+            std::time::Duration::from_secs(600)
+        );
+        assert!(!retro("window = 0").unwrap().enabled());
+        assert!(!retro("window = \"0\"").unwrap().enabled());
+        assert_eq!(retro("max_mb_per_s = 5.0").unwrap().max_mb_per_s, 5.0);
+        assert!(retro("window = \"soon\"").is_err());
+        assert!(retro("max_mb_per_s = 0.0").is_err());
+        assert!(retro("windows = 1").is_err(), "unknown keys are refused");
+    }
 }
