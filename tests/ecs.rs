@@ -3,8 +3,8 @@
 //! them, one of its expected values. The reference is ECS 9.4.0's `ecs_flat.yml`, pinned in `fixtures/ecs/`.
 
 use iocmatch::load::Loader;
+use iocmatch::scan::field::unattributed;
 use iocmatch::scan::scan_line;
-use iocmatch::sink::ecs::unattributed;
 use iocmatch::stream::hit::{record, Source};
 use iocmatch::{Policy, Snapshot};
 use serde_json::Value;

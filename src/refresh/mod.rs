@@ -159,24 +159,21 @@ impl Refresher {
             // "misp": the safe default until the server says which lists it has enabled.
             WarninglistSelection::Default | WarninglistSelection::Misp => Wanted::Default,
         };
-        r.select_warninglists(&wanted, Vec::new());
+        let dir = r.cfg.validation.warninglists_dir.as_deref().map(ListDir::read);
+        r.select_warninglists(dir, &wanted, Vec::new());
         Ok(r)
     }
 
     /// Builds the warninglists to apply from `warninglists_dir`, plus lists fetched from MISP (`extra`, as
     /// (name, list file)) that the directory does not have.
-    fn select_warninglists(&mut self, wanted: &Wanted, extra: Vec<(String, Vec<u8>)>) {
-        let dir = self.cfg.validation.warninglists_dir.clone();
+    fn select_warninglists(&mut self, dir: Option<ListDir>, wanted: &Wanted, extra: Vec<(String, Vec<u8>)>) {
         if dir.is_none() && extra.is_empty() {
             return;
         }
-        let (mut wl, mut problems) = match &dir {
-            Some(d) => ListDir::read(d).select(wanted),
+        let (mut wl, mut problems) = match dir {
+            Some(d) => d.select(wanted),
             None => (warninglist::Warninglists::default(), Vec::new()),
         };
-        if dir.is_none() {
-            problems.clear();
-        }
         for (name, bytes) in extra {
             if let Err(e) = wl.add_json(&format!("MISP warninglist {name}"), &bytes) {
                 problems.push(e);
@@ -206,10 +203,12 @@ impl Refresher {
                 return;
             }
         };
-        let local: std::collections::HashSet<String> = match &self.cfg.validation.warninglists_dir {
-            Some(d) => ListDir::read(d).names().map(|n| n.to_ascii_lowercase()).collect(),
-            None => Default::default(),
-        };
+        let dir = self.cfg.validation.warninglists_dir.as_deref().map(ListDir::read);
+        let local: std::collections::HashSet<String> = dir
+            .iter()
+            .flat_map(|d| d.names())
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
         let mut extra = Vec::new();
         let mut names = Vec::new();
         for (id, name) in &enabled {
@@ -225,7 +224,7 @@ impl Refresher {
                 }
             }
         }
-        self.select_warninglists(&Wanted::Named(names), extra);
+        self.select_warninglists(dir, &Wanted::Named(names), extra);
     }
 
     /// The serving snapshot, shared with scorers.
@@ -343,13 +342,7 @@ impl Refresher {
         let files = self.file_times();
         dirty |= files != self.files_seen;
         if !dirty {
-            let snap = self.cell.load();
-            tracing::debug!(version = snap.version(), "nothing changed; the snapshot stays");
-            return Ok(ChangeReport {
-                version: snap.version(),
-                total: snap.len(),
-                ..Default::default()
-            });
+            return Ok(self.unchanged());
         }
         self.files_seen = files;
         self.rebuild()
@@ -391,7 +384,7 @@ impl Refresher {
                 stored = self.store.len(),
                 "MISP pull applied"
             );
-            return Ok(had_cache || delta.upserted + delta.removed > 0);
+            return Ok(had_cache || delta.changed());
         }
         let changed = m
             .pull(&Pull::Changed {
@@ -409,8 +402,7 @@ impl Refresher {
         let mut delta = self.store.apply(changed.attributes, keep_all);
         for p in event_level {
             let d = self.store.apply_scoped(p.attributes, keep_all, |a| m.in_scope(a));
-            delta.upserted += d.upserted;
-            delta.removed += d.removed;
+            delta += d;
         }
         self.event_cursor = Some(server_time);
         self.cached = None;
@@ -421,7 +413,18 @@ impl Refresher {
             stored = self.store.len(),
             "MISP pull applied"
         );
-        Ok(had_cache || delta.upserted + delta.removed > 0)
+        Ok(had_cache || delta.changed())
+    }
+
+    /// The report of a refresh that changed nothing: the serving snapshot stays.
+    fn unchanged(&self) -> ChangeReport {
+        let snap = self.cell.load();
+        tracing::debug!(version = snap.version(), "nothing changed; the snapshot stays");
+        ChangeReport {
+            version: snap.version(),
+            total: snap.len(),
+            ..Default::default()
+        }
     }
 
     fn file_times(&self) -> Vec<Option<std::time::SystemTime>> {
@@ -466,9 +469,14 @@ impl Refresher {
             let key = |a: &crate::load::RawAttribute| {
                 crate::snapshot::keys::hash_key(format!("{}\u{0}{}", a.misp_type, a.value).as_bytes())
             };
-            let keys: std::collections::HashSet<u64> = accepted.iter().map(key).collect();
+            let hashes: Vec<u64> = accepted.iter().map(key).collect();
             if let Some(before) = seen.as_ref() {
-                let added: Vec<_> = accepted.iter().filter(|a| !before.contains(&key(a))).cloned().collect();
+                let added: Vec<_> = accepted
+                    .iter()
+                    .zip(&hashes)
+                    .filter(|(_, h)| !before.contains(h))
+                    .map(|(a, _)| a.clone())
+                    .collect();
                 if !added.is_empty() {
                     tracing::info!(added = added.len(), "attributes added: queued for a retro-hunt");
                     let now_ms = std::time::SystemTime::now()
@@ -477,7 +485,7 @@ impl Refresher {
                     let _ = tx.send((added, now_ms));
                 }
             }
-            *seen = Some(keys);
+            *seen = Some(hashes.into_iter().collect());
         }
         let (set, mut stats) = l.finish();
         if let Some(w) = &self.warninglists {
@@ -579,7 +587,7 @@ impl Refresher {
                 } => {
                     let d = self.store.remove_event(id.as_deref(), uuid.as_deref());
                     tracing::info!(event = ?id, uuid = ?uuid, removed = d.removed, "MISP event deleted");
-                    delta.removed += d.removed;
+                    delta += d;
                 }
                 Notice::Event { id: Some(id), .. } if self.misp.is_some() => {
                     pull_events.insert(id);
@@ -588,15 +596,13 @@ impl Refresher {
             }
         }
         let d = self.store.apply_push(direct, keep_all);
-        delta.upserted += d.upserted;
-        delta.removed += d.removed;
+        delta += d;
         if let (Some(m), false) = (&self.misp, pull_events.is_empty()) {
             let ids: Vec<String> = pull_events.into_iter().collect();
             match m.pull(&Pull::Events(ids.clone())).await {
                 Ok(p) => {
                     let d = self.store.apply_scoped(p.attributes, keep_all, |a| m.in_scope(a));
-                    delta.upserted += d.upserted;
-                    delta.removed += d.removed;
+                    delta += d;
                 }
                 Err(e) => {
                     self.metrics.error("misp");
@@ -605,13 +611,8 @@ impl Refresher {
             }
         }
         tracing::info!(upserted = delta.upserted, removed = delta.removed, "MISP push applied");
-        if delta.upserted + delta.removed == 0 {
-            let snap = self.cell.load();
-            return Ok(ChangeReport {
-                version: snap.version(),
-                total: snap.len(),
-                ..Default::default()
-            });
+        if !delta.changed() {
+            return Ok(self.unchanged());
         }
         self.rebuild()
     }

@@ -13,6 +13,20 @@ pub struct StoreDelta {
     pub removed: usize,
 }
 
+impl std::ops::AddAssign for StoreDelta {
+    fn add_assign(&mut self, o: StoreDelta) {
+        self.upserted += o.upserted;
+        self.removed += o.removed;
+    }
+}
+
+impl StoreDelta {
+    /// Whether anything changed.
+    pub fn changed(&self) -> bool {
+        self.upserted + self.removed > 0
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct AttributeStore {
     by_key: HashMap<String, RawAttribute>,
@@ -60,15 +74,22 @@ impl AttributeStore {
         let mut d = StoreDelta::default();
         for a in attrs {
             self.max_timestamp = self.max_timestamp.max(a.timestamp.unwrap_or(0));
-            let k = key(&a);
-            if a.deleted || (!a.to_ids && !keep_all) {
-                if self.by_key.remove(&k).is_some() {
-                    d.removed += 1;
-                }
-            } else if self.by_key.get(&k) != Some(&a) {
-                self.by_key.insert(k, a);
-                d.upserted += 1;
+            d += self.apply_one(a, keep_all);
+        }
+        d
+    }
+
+    /// One row, without touching the cursor: upserted, or removed when deleted or without `to_ids`.
+    fn apply_one(&mut self, a: RawAttribute, keep_all: bool) -> StoreDelta {
+        let k = key(&a);
+        let mut d = StoreDelta::default();
+        if a.deleted || (!a.to_ids && !keep_all) {
+            if self.by_key.remove(&k).is_some() {
+                d.removed = 1;
             }
+        } else if self.by_key.get(&k) != Some(&a) {
+            self.by_key.insert(k, a);
+            d.upserted = 1;
         }
         d
     }
@@ -83,17 +104,13 @@ impl AttributeStore {
         keep_all: bool,
         in_scope: impl Fn(&RawAttribute) -> bool,
     ) -> StoreDelta {
-        let cursor = self.max_timestamp;
         let mut d = StoreDelta::default();
         for mut a in attrs {
             if !in_scope(&a) {
                 a.deleted = true;
             }
-            let one = self.apply(vec![a], keep_all);
-            d.upserted += one.upserted;
-            d.removed += one.removed;
+            d += self.apply_one(a, keep_all);
         }
-        self.max_timestamp = cursor;
         d
     }
 
@@ -119,7 +136,6 @@ impl AttributeStore {
     /// answered must not move the next incremental pull past them.
     pub fn apply_push(&mut self, mut attrs: Vec<RawAttribute>, keep_all: bool) -> StoreDelta {
         attrs.sort_by_key(|a| a.timestamp.unwrap_or(0));
-        let cursor = self.max_timestamp;
         let mut d = StoreDelta::default();
         for a in attrs {
             let k = key(&a);
@@ -132,11 +148,8 @@ impl AttributeStore {
             if a.deleted || (!a.to_ids && !keep_all) {
                 self.removed_at.insert(k, ts);
             }
-            let one = self.apply(vec![a], keep_all);
-            d.upserted += one.upserted;
-            d.removed += one.removed;
+            d += self.apply_one(a, keep_all);
         }
-        self.max_timestamp = cursor;
         d
     }
 

@@ -47,6 +47,11 @@ pub struct FieldHit {
     pub field: Option<String>,
 }
 
+/// The hits of a line as field hits with no field, for callers that do not attribute them.
+pub fn unattributed(hits: &[Hit]) -> Vec<FieldHit> {
+    hits.iter().map(|&hit| FieldHit { hit, field: None }).collect()
+}
+
 /// Every field each hit's indicator occurs in: the scan reports an indicator once per line, so the line is scanned
 /// again with the spans found so far blanked out, until nothing new turns up (a value under two keys is reported
 /// under both). A span found later must not touch a blanked byte, so blanking never makes a match the line does not

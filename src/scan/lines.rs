@@ -126,7 +126,7 @@ impl LineScanner {
         let mut hits = if self.attribute || self.filter.is_some() {
             field::attribute(snap, line, &self.hits, self.tsv.as_ref(), &mut self.scratch)
         } else {
-            self.hits.iter().map(|&hit| FieldHit { hit, field: None }).collect()
+            field::unattributed(&self.hits)
         };
         if let Some(f) = &self.filter {
             hits.retain(|h| f.keeps(h.field.as_deref()));

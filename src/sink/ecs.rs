@@ -152,8 +152,3 @@ pub fn hit_document(
 pub fn kinds_in(snap: &Snapshot, hits: &[Hit]) -> Vec<Kind> {
     hits.iter().map(|h| snap.indicator(h.indicator).value.kind()).collect()
 }
-
-/// The hits of a line as field hits with no field, for callers that did not attribute them.
-pub fn unattributed(hits: &[Hit]) -> Vec<FieldHit> {
-    hits.iter().map(|&hit| FieldHit { hit, field: None }).collect()
-}

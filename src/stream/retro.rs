@@ -127,8 +127,10 @@ pub async fn run(
 
 /// Adds `more` to `into`, once per type and value.
 fn merge(into: &mut Vec<RawAttribute>, more: Vec<RawAttribute>) {
+    let mut seen: std::collections::HashSet<(String, String)> =
+        into.iter().map(|a| (a.misp_type.clone(), a.value.clone())).collect();
     for a in more {
-        if !into.iter().any(|b| b.misp_type == a.misp_type && b.value == a.value) {
+        if seen.insert((a.misp_type.clone(), a.value.clone())) {
             into.push(a);
         }
     }

@@ -106,12 +106,13 @@ pub(crate) async fn worker(
         };
         // The snapshot is taken once per message: a message is never scored against two sets.
         let snap = cell.load();
-        let part = (topic.clone(), partition);
-        scanner.set_tsv(headers.get(&part).cloned());
+        if !headers.is_empty() {
+            scanner.set_tsv(headers.get(&(topic.clone(), partition)).cloned());
+        }
         let hit = scanner.line(&snap, 0, payload, &mut sink);
         if payload.starts_with(b"#fields\t") {
             if let Some(h) = scanner.tsv() {
-                headers.insert(part, h.clone());
+                headers.insert((topic.clone(), partition), h.clone());
             }
         }
         if !hit {
