@@ -352,7 +352,7 @@ async fn warninglists_and_the_allowlist_drop_indicators_and_say_which_list() {
 }
 
 fn stored(r: &Refresher) -> Vec<String> {
-    let mut v: Vec<String> = r.cell().load().indicators().iter().map(|i| i.value.name()).collect();
+    let mut v: Vec<String> = r.cell().load().indicators().map(|(_, i)| i.value.name()).collect();
     v.sort();
     v
 }
@@ -505,7 +505,7 @@ async fn hits_are_sighted_by_attribute_uuid_at_the_record_time_and_none_is_dropp
         let mut h = Vec::new();
         scan_line(&snap, line.as_bytes(), &mut h);
         assert_eq!(h.len(), 1, "{line}");
-        let s = iocmatch::refresh::sightings::Sighting::of(snap.indicator(h[0].indicator), 1_700_000_000 + i as i64);
+        let s = iocmatch::refresh::sightings::Sighting::of(&snap.indicator(h[0].indicator), 1_700_000_000 + i as i64);
         tx.send(s).await.unwrap();
     }
     // The interval has not come; stopping sends what is pending.

@@ -32,7 +32,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             }
         }
         let (snap, stats) = args.iocs.snapshot()?;
-        let set: IndicatorSet = snap.indicators().iter().cloned().collect();
+        let set: IndicatorSet = snap.indicators().map(|(_, i)| i).collect();
         print!("{}", report(&set, &stats));
         return Ok(ExitCode::SUCCESS);
     }

@@ -118,11 +118,12 @@ pub(crate) fn summary(meta: &ExportMeta, inds: &[&Indicator]) -> String {
 
 /// Renders a snapshot in a format.
 pub fn render(snap: &Snapshot, format: Format, filter: &TypeFilter, meta: &ExportMeta) -> Vec<Rendered> {
-    let inds: Vec<&Indicator> = snap
+    let owned: Vec<Indicator> = snap
         .indicators()
-        .iter()
+        .map(|(_, i)| i)
         .filter(|i| filter.admits(i.value.kind()))
         .collect();
+    let inds: Vec<&Indicator> = owned.iter().collect();
     match format {
         Format::Zeek => vec![zeek::render(&inds, meta)],
         Format::Suricata => suricata::render(&inds, meta),

@@ -97,8 +97,10 @@ pub fn attribute(
 
 /// The last `#fields` header in a buffer of lines: the Zeek columns in effect after it, for the next chunk.
 pub fn last_header(buf: &[u8]) -> Option<TsvFields> {
-    let at = if buf.starts_with(b"#fields\t") { Some(0) } else { None };
-    let at = memchr::memmem::rfind(buf, b"\n#fields\t").map(|i| i + 1).or(at)?;
+    // A forward search: `memmem`'s reverse search has no vector prefilter, and walked every chunk byte by byte.
+    let at = memchr::memmem::find_iter(buf, b"#fields\t")
+        .filter(|&i| i == 0 || buf[i - 1] == b'\n')
+        .last()?;
     let end = memchr::memchr(b'\n', &buf[at..]).map_or(buf.len(), |i| at + i);
     tsv_header(&buf[at..end])
 }
@@ -263,6 +265,15 @@ mod tests {
     fn at(line: &str, needle: &str) -> (usize, usize) {
         let s = line.find(needle).unwrap_or_else(|| panic!("{needle} in {line}"));
         (s, s + needle.len())
+    }
+
+    #[test]
+    fn last_header_is_the_last_fields_line_of_the_buffer() {
+        let first = last_header(b"#fields\ta\tb\nx\ty\n").unwrap();
+        assert_eq!(first.as_slice(), ["a", "b"]);
+        let buf = b"#fields\ta\nx\n#fields\tc\td\nmsg #fields\te\n";
+        assert_eq!(last_header(buf).unwrap().as_slice(), ["c", "d"]);
+        assert!(last_header(b"msg #fields\te\n").is_none());
     }
 
     fn json(line: &str, needle: &str) -> Option<String> {

@@ -6,10 +6,11 @@
 //! are probed as hashes. IPv6 needs `:` and is looked for only around the line's colons.
 
 use super::classify::{Bits, Masks, Path};
-use crate::indicator::{is_email_local_byte, is_fuzzy_byte, Value, TLSH_HEX};
-use crate::snapshot::ids::NONE;
+use crate::indicator::{is_email_local_byte, is_fuzzy_byte, TLSH_HEX};
+use crate::snapshot::ids::{self, NONE};
 use crate::snapshot::keys::{hash_key, RevHasher};
-use crate::snapshot::Snapshot;
+use crate::snapshot::layout::{EXTRA_EMAIL, EXTRA_URL};
+use crate::snapshot::{Compiled, Overlay, Snapshot};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// One indicator found in a line, with the byte span of the text that matched.
@@ -20,14 +21,29 @@ pub struct Hit {
     pub end: u32,
 }
 
-#[inline(always)]
-fn push(hits: &mut Vec<Hit>, indicator: u32, start: usize, end: usize) {
-    if !hits.iter().any(|h| h.indicator == indicator) {
-        hits.push(Hit {
-            indicator,
-            start: start as u32,
-            end: end as u32,
-        });
+/// One compiled layout being probed: the base (its ids as they are, minus those the overlay masks) or the overlay
+/// (its ids after the base's). The matching rules below are written once, against this.
+#[derive(Clone, Copy)]
+struct Probe<'a> {
+    c: &'a Compiled,
+    offset: u32,
+    mask: Option<&'a Overlay>,
+}
+
+impl Probe<'_> {
+    #[inline(always)]
+    fn push(&self, hits: &mut Vec<Hit>, id: u32, start: usize, end: usize) {
+        if self.mask.is_some_and(|o| o.is_masked(id)) {
+            return;
+        }
+        let indicator = id + self.offset;
+        if !hits.iter().any(|h| h.indicator == indicator) {
+            hits.push(Hit {
+                indicator,
+                start: start as u32,
+                end: end as u32,
+            });
+        }
     }
 }
 
@@ -80,14 +96,34 @@ pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
 /// need a colon.
 pub fn scan_line_with(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits: &mut Vec<Hit>) {
     hits.clear();
-    let n = line.len();
     let Scratch { masks, v6, path } = scratch;
     masks.classify(line, *path);
-    let m = &*masks;
+    let json = is_json_line(line);
+    let base = Probe {
+        c: &snap.base,
+        offset: 0,
+        mask: snap.overlay.as_ref(),
+    };
+    probe_line(base, line, masks, v6, json, hits);
+    if let Some(o) = &snap.overlay {
+        let over = Probe {
+            c: &o.compiled,
+            offset: snap.base.len() as u32,
+            mask: None,
+        };
+        probe_line(over, line, masks, v6, json, hits);
+    }
+}
+
+/// Every rule, against one layout, over a classified line.
+#[inline]
+fn probe_line(snap: Probe, line: &[u8], m: &Masks, v6: &mut Vec<u64>, json: bool, hits: &mut Vec<Hit>) {
+    let n = line.len();
     let host = Bits { words: &m.host, len: n };
     let dots = Bits { words: &m.dot, len: n };
-    let json = is_json_line(line);
-    let want_v4 = snap.ips.has_v4();
+    let ips = &snap.c.t.ips;
+    let want_v4 = ips.has_v4();
+    let want_hosts = !snap.c.t.hosts.is_empty();
     let mut pos = 0;
     while let Some(dot) = dots.next_one(pos) {
         let mut start = host.run_start(dot);
@@ -105,9 +141,11 @@ pub fn scan_line_with(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits:
         if want_v4 && dots.count(start, end) >= 3 {
             ipv4_in_token(snap, line, start, end, hits);
         }
-        host_suffixes(snap, line, start, end, json, hits);
+        if want_hosts {
+            host_suffixes(snap, line, start, end, json, hits);
+        }
     }
-    if !snap.hashes.is_empty() && n >= 32 {
+    if !snap.c.t.hashes.is_empty() && n >= 32 {
         let alnum = Bits {
             words: &m.alnum,
             len: n,
@@ -115,34 +153,30 @@ pub fn scan_line_with(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits:
         let hex = Bits { words: &m.hex, len: n };
         hash_runs(snap, line, alnum, hex, json, hits);
     }
-    let want_ip = want_v4 || snap.ips.has_v6() || !snap.v6_urls.is_empty();
-    let want_pairs = n >= 47 && (snap.has_hash_len(32) || snap.has_hash_len(40) || snap.has_hash_len(64));
+    let c = snap.c;
+    let want_ip = want_v4 || ips.has_v6() || !c.t.v6urls.is_empty();
+    let want_pairs = n >= 47 && (c.has_hash_len(32) || c.has_hash_len(40) || c.has_hash_len(64));
     let colons = Bits {
         words: &m.colon,
         len: n,
     };
-    if (want_ip || want_pairs || snap.has_fuzzy) && colons.any() {
+    if (want_ip || want_pairs || c.has_fuzzy()) && colons.any() {
         if want_ip || want_pairs {
             v6.clear();
             v6.extend((0..m.hex.len()).map(|w| m.hex[w] | m.colon[w] | m.dot[w]));
             let v6 = Bits { words: v6, len: n };
             colon_runs(snap, line, colons, v6, json, want_ip, want_pairs, hits);
         }
-        if snap.has_fuzzy {
+        if c.has_fuzzy() {
             fuzzy_hashes(snap, line, hits);
         }
     }
 }
 
-/// Pushes a digest hit and the other indicators with the same digest text.
+/// Pushes every indicator whose digest text a hash slot holds (an md5 also entered as an imphash shares one).
 #[inline]
-fn push_digest(snap: &Snapshot, hits: &mut Vec<Hit>, id: u32, start: usize, end: usize) {
-    push(hits, id, start, end);
-    if let Some(more) = snap.hash_extra.get(&id) {
-        for &other in more {
-            push(hits, other, start, end);
-        }
-    }
+fn push_digest(snap: Probe, hits: &mut Vec<Hit>, val: u32, start: usize, end: usize) {
+    ids::for_each(snap.c.t.ips.pool, val, |id| snap.push(hits, id, start, end));
 }
 
 /// A line is a JSON document when its first non-blank byte opens an object or an array. Only there is a backslash
@@ -173,7 +207,8 @@ fn past_escape(line: &[u8], start: usize) -> usize {
 
 /// Probes every label suffix that contains a dot, plus the whole token (hostnames, URLs and e-mails need it whole).
 #[inline]
-fn host_suffixes(snap: &Snapshot, line: &[u8], start: usize, end: usize, json: bool, hits: &mut Vec<Hit>) {
+fn host_suffixes(snap: Probe, line: &[u8], start: usize, end: usize, json: bool, hits: &mut Vec<Hit>) {
+    let hosts = &snap.c.t.hosts;
     let mut h = RevHasher::new();
     let mut seen_dot = false;
     let mut i = end;
@@ -182,9 +217,9 @@ fn host_suffixes(snap: &Snapshot, line: &[u8], start: usize, end: usize, json: b
         let b = line[i];
         if b == b'.' {
             if seen_dot && i + 1 < end {
-                if let Some(e) = snap.hosts.get(h.finish(), &line[i + 1..end]) {
-                    if e.domain != NONE {
-                        push(hits, e.domain, start, end);
+                if let Some((_, e)) = hosts.get(h.finish(), &line[i + 1..end]) {
+                    if e.a != NONE {
+                        snap.push(hits, e.a, start, end);
                     }
                 }
             }
@@ -195,35 +230,39 @@ fn host_suffixes(snap: &Snapshot, line: &[u8], start: usize, end: usize, json: b
     if !seen_dot {
         return;
     }
-    let Some(e) = snap.hosts.get(h.finish(), &line[start..end]) else {
+    let Some((slot, e)) = hosts.get(h.finish(), &line[start..end]) else {
         return;
     };
-    if e.domain != NONE {
-        push(hits, e.domain, start, end);
+    if e.a != NONE {
+        snap.push(hits, e.a, start, end);
     }
-    if e.hostname != NONE {
-        push(hits, e.hostname, start, end);
+    if e.b != NONE {
+        snap.push(hits, e.b, start, end);
     }
-    if let Some(x) = snap.hosts.extra_of(e) {
-        for (rest, id) in &x.urls {
-            if let Some(m_end) = url_rest_at(line, end, rest) {
-                push(hits, *id, start, m_end);
-            }
+    let extras = hosts.extras(slot, e);
+    if extras.is_empty() {
+        return;
+    }
+    let arena = snap.c.t.arena;
+    let text = |r: crate::snapshot::layout::StrRef| &arena[r.off as usize..(r.off + r.len) as usize];
+    for x in extras.iter().filter(|x| x.kind == EXTRA_URL) {
+        if let Some(m_end) = url_rest_at(line, end, text(x.text)) {
+            snap.push(hits, x.id, start, m_end);
         }
-        if snap.has_emails && start > 0 && line[start - 1] == b'@' && !x.emails.is_empty() {
-            let at = start - 1;
-            let mut ls = at;
-            while ls > 0 && is_email_local_byte(line[ls - 1]) {
-                ls -= 1;
-            }
-            if json {
-                ls = past_escape(line, ls).min(at);
-            }
-            let local = &line[ls..at];
-            for (want, id) in &x.emails {
-                if !local.is_empty() && local.eq_ignore_ascii_case(want) {
-                    push(hits, *id, ls, end);
-                }
+    }
+    if snap.c.has_emails() && start > 0 && line[start - 1] == b'@' {
+        let at = start - 1;
+        let mut ls = at;
+        while ls > 0 && is_email_local_byte(line[ls - 1]) {
+            ls -= 1;
+        }
+        if json {
+            ls = past_escape(line, ls).min(at);
+        }
+        let local = &line[ls..at];
+        for x in extras.iter().filter(|x| x.kind == EXTRA_EMAIL) {
+            if !local.is_empty() && local.eq_ignore_ascii_case(text(x.text)) {
+                snap.push(hits, x.id, ls, end);
             }
         }
     }
@@ -256,7 +295,7 @@ fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
 /// Hex runs of exactly a digest's length that touch no other alphanumeric byte. A run of 32 bytes or more covers
 /// a position that is a multiple of 32, so only those positions are examined.
 #[inline]
-fn hash_runs(snap: &Snapshot, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits: &mut Vec<Hit>) {
+fn hash_runs(snap: Probe, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let mut k = 0;
     while k < n {
@@ -274,10 +313,10 @@ fn hash_runs(snap: &Snapshot, line: &[u8], alnum: Bits, hex: Bits, json: bool, h
         // TLSH 4 prints a `T1` version before its hex; the digest is stored without it.
         let tlsh_v1 = len == TLSH_HEX + 2 && line[s] | 0x20 == b't' && line[s + 1] == b'1';
         let digits = if tlsh_v1 { s + 2 } else { s };
-        if snap.has_hash_len(e - digits) && hex.count(digits, e) as usize == e - digits {
+        if snap.c.has_hash_len(e - digits) && hex.count(digits, e) as usize == e - digits {
             let run = &line[digits..e];
-            if let Some(&id) = snap.hashes.get(hash_key(run), run) {
-                push_digest(snap, hits, id, s, e);
+            if let Some((_, slot)) = snap.c.t.hashes.get(hash_key(run), run) {
+                push_digest(snap, hits, slot.a, s, e);
             }
         }
         k = e.div_ceil(32) * 32;
@@ -287,7 +326,7 @@ fn hash_runs(snap: &Snapshot, line: &[u8], alnum: Bits, hex: Bits, json: bool, h
 /// A digest printed as colon-separated byte pairs (`AB:CD:...`, as x509 tools print fingerprints) in `line[s..e]`,
 /// a whole run of hex and colons: 16, 20 or 32 pairs.
 #[inline]
-fn pair_digest(snap: &Snapshot, line: &[u8], s: usize, e: usize, hits: &mut Vec<Hit>) {
+fn pair_digest(snap: Probe, line: &[u8], s: usize, e: usize, hits: &mut Vec<Hit>) {
     let run = &line[s..e];
     if !matches!(run.len(), 47 | 59 | 95) {
         return;
@@ -307,16 +346,16 @@ fn pair_digest(snap: &Snapshot, line: &[u8], s: usize, e: usize, hits: &mut Vec<
         }
     }
     let digest = &digest[..n];
-    if snap.has_hash_len(n) {
-        if let Some(&id) = snap.hashes.get(hash_key(digest), digest) {
-            push_digest(snap, hits, id, s, e);
+    if snap.c.has_hash_len(n) {
+        if let Some((_, slot)) = snap.c.t.hashes.get(hash_key(digest), digest) {
+            push_digest(snap, hits, slot.a, s, e);
         }
     }
 }
 
 /// Fuzzy hashes (`ssdeep`, `impfuzzy`) as printed: `blocksize:base64:base64`, touching no base64 byte or colon on
 /// either side, compared exactly (base64 is case-sensitive).
-fn fuzzy_hashes(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
+fn fuzzy_hashes(snap: Probe, line: &[u8], hits: &mut Vec<Hit>) {
     let n = line.len();
     let mut pos = 0;
     while let Some(off) = memchr::memchr(b':', &line[pos..]) {
@@ -340,12 +379,12 @@ fn fuzzy_hashes(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
         }
         pos = e;
         let text = &line[s..e];
-        if let Some(&id) = snap.hashes.get(hash_key(text), text) {
-            for id in std::iter::once(id).chain(snap.hash_extra.get(&id).into_iter().flatten().copied()) {
-                if matches!(&snap.indicator(id).value, Value::Hash(_, v) if v.as_bytes() == text) {
-                    push(hits, id, s, e);
+        if let Some((_, slot)) = snap.c.t.hashes.get(hash_key(text), text) {
+            ids::for_each(snap.c.t.ips.pool, slot.a, |id| {
+                if snap.c.value_bytes(id) == text {
+                    snap.push(hits, id, s, e);
                 }
-            }
+            });
         }
     }
 }
@@ -380,7 +419,7 @@ fn parse_quad(line: &[u8], mut j: usize, end: usize) -> Option<(Ipv4Addr, usize)
 
 /// Dotted quads inside a host token that touch neither a digit nor a dot followed by a digit on either side.
 #[inline]
-fn ipv4_in_token(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
+fn ipv4_in_token(snap: Probe, line: &[u8], start: usize, end: usize, hits: &mut Vec<Hit>) {
     let digit = |k: usize| line.get(k).is_some_and(u8::is_ascii_digit);
     let mut j = start;
     while j < end {
@@ -390,7 +429,7 @@ fn ipv4_in_token(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &
                 if let Some((a, k)) = parse_quad(line, j, end) {
                     let right_ok = !(line.get(k) == Some(&b'.') && digit(k + 1));
                     if right_ok {
-                        snap.ips.lookup_v4(a, |id| push(hits, id, j, k));
+                        snap.c.t.ips.lookup_v4(a, |id| snap.push(hits, id, j, k));
                     }
                     j = k;
                     continue;
@@ -414,7 +453,7 @@ fn ipv4_in_token(snap: &Snapshot, line: &[u8], start: usize, end: usize, hits: &
 /// JSON line an escape before the run (`\t2001:db8::1`) is a boundary, as it is for hosts.
 #[allow(clippy::too_many_arguments)]
 fn colon_runs(
-    snap: &Snapshot,
+    snap: Probe,
     line: &[u8],
     colons: Bits,
     v6: Bits,
@@ -483,16 +522,21 @@ fn colon_runs(
         });
         let Some(a) = parsed else { continue };
         let end = s + run.len();
-        snap.ips.lookup_v6(a, |id| push(hits, id, s, end));
+        let t = &snap.c.t;
+        t.ips.lookup_v6(a, |id| snap.push(hits, id, s, end));
         if s > 0 && line[s - 1] == b'[' && line.get(end) == Some(&b']') {
-            for (rest, id) in snap.v6_urls.get(&a).into_iter().flatten() {
-                if let Some(m_end) = url_rest_at(line, end + 1, rest) {
-                    push(hits, *id, s - 1, m_end);
+            let octets = a.octets();
+            if let Some((slot, e)) = t.v6urls.get(hash_key(&octets), &octets) {
+                for x in t.v6urls.extras(slot, e) {
+                    let rest = &t.arena[x.text.off as usize..(x.text.off + x.text.len) as usize];
+                    if let Some(m_end) = url_rest_at(line, end + 1, rest) {
+                        snap.push(hits, x.id, s - 1, m_end);
+                    }
                 }
             }
         }
         if let Some(v4) = a.to_ipv4_mapped() {
-            snap.ips.lookup_v4(v4, |id| push(hits, id, s, end));
+            t.ips.lookup_v4(v4, |id| snap.push(hits, id, s, end));
         }
     }
 }

@@ -114,13 +114,13 @@ pub fn enrichment(snap: &Snapshot, line: &[u8], fh: &FieldHit) -> Json {
     let hit = &fh.hit;
     let ind = snap.indicator(hit.indicator);
     json!({
-        "indicator": indicator_fields(ind),
+        "indicator": indicator_fields(&ind),
         "matched": {
             "atomic": String::from_utf8_lossy(&line[hit.start as usize..hit.end as usize]),
             "type": "indicator_match_rule",
             "field": fh.field.as_deref().unwrap_or("event.original"),
         },
-        "misp": misp_fields(ind),
+        "misp": misp_fields(&ind),
     })
 }
 
@@ -150,5 +150,5 @@ pub fn hit_document(
 
 /// Hits per ECS indicator type, for summaries.
 pub fn kinds_in(snap: &Snapshot, hits: &[Hit]) -> Vec<Kind> {
-    hits.iter().map(|h| snap.indicator(h.indicator).value.kind()).collect()
+    hits.iter().map(|h| snap.kind(h.indicator)).collect()
 }

@@ -27,7 +27,25 @@ pub struct ChangeReport {
 impl ChangeReport {
     /// Compares two snapshots' indicator sets.
     pub fn between(old: &Snapshot, new: &Snapshot) -> ChangeReport {
-        let before: HashMap<&Value, &Indicator> = old.indicators().iter().map(|i| (&i.value, i)).collect();
+        if Arc::ptr_eq(old.base(), new.base()) {
+            // Same base: only what either overlay adds or masks can differ.
+            let mut ids: Vec<u32> = Vec::new();
+            for o in [old.overlay(), new.overlay()].into_iter().flatten() {
+                ids.extend(o.masked_ids());
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            return Self::of(new, old.partial(&ids), new.partial(&ids));
+        }
+        Self::of(
+            new,
+            old.indicators().map(|(_, i)| i).collect(),
+            new.indicators().map(|(_, i)| i).collect(),
+        )
+    }
+
+    fn of(new: &Snapshot, old: Vec<Indicator>, fresh: Vec<Indicator>) -> ChangeReport {
+        let before: HashMap<&Value, &Indicator> = old.iter().map(|i| (&i.value, i)).collect();
         let mut r = ChangeReport {
             version: new.version(),
             build_ms: new.build_duration().as_millis() as u64,
@@ -35,7 +53,7 @@ impl ChangeReport {
             ..Default::default()
         };
         let mut seen = 0;
-        for i in new.indicators() {
+        for i in &fresh {
             match before.get(&i.value) {
                 None => *r.added.entry(i.value.kind()).or_default() += 1,
                 Some(o) => {
@@ -47,8 +65,8 @@ impl ChangeReport {
             }
         }
         if seen < old.len() {
-            let after: std::collections::HashSet<&Value> = new.indicators().iter().map(|i| &i.value).collect();
-            for i in old.indicators() {
+            let after: std::collections::HashSet<&Value> = fresh.iter().map(|i| &i.value).collect();
+            for i in &old {
                 if !after.contains(&i.value) {
                     *r.removed.entry(i.value.kind()).or_default() += 1;
                 }

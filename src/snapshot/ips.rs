@@ -1,26 +1,18 @@
 //! IP addresses, networks and ranges, reporting **every** indicator that contains an address.
 //!
-//! A hash map per prefix length that occurs in the set: a lookup masks the address once per length (most specific
-//! first) and probes. Real sets use few distinct lengths (mostly /32 and /24), so this is a handful of O(1) probes,
-//! and unlike a merged range set it keeps each containing indicator distinct. Ranges are split into their minimal
-//! CIDR cover, each piece pointing at the range's one indicator.
+//! One open-addressing table per prefix length that occurs in the set: a lookup masks the address once per length
+//! (most specific first) and probes. Real sets use few distinct lengths (mostly /32 and /24), so this is a handful
+//! of O(1) probes, and unlike a merged range set it keeps each containing indicator distinct. Ranges are split into
+//! their minimal CIDR cover, each piece pointing at the range's one indicator. A bitmap of the IPv4 /16s any
+//! indicator touches (8 KiB, always cached) turns most addresses of a line away before any probe.
 
-use super::ids::{IdPool, NONE};
+use super::ids::{self, IdLists, NONE};
+use super::layout::{Level, V4Slot, V6Slot};
 use hashbrown::HashMap;
 use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-#[derive(Debug, Clone)]
-pub struct IpTable {
-    /// One bit per IPv4 /16 that any indicator touches: 8 KiB, always in L1/L2, so most addresses in a line
-    /// (private ranges, unrelated networks) cost one bit test and no hash probe.
-    v4_16: Box<[u64; 1024]>,
-    v4: Vec<(u8, HashMap<u32, u32>)>,
-    v6: Vec<(u8, HashMap<u128, u32>)>,
-    pool: IdPool,
-}
-
-fn mask4(len: u8) -> u32 {
+fn mask4(len: u32) -> u32 {
     if len == 0 {
         0
     } else {
@@ -28,7 +20,7 @@ fn mask4(len: u8) -> u32 {
     }
 }
 
-fn mask6(len: u8) -> u128 {
+fn mask6(len: u32) -> u128 {
     if len == 0 {
         0
     } else {
@@ -36,31 +28,191 @@ fn mask6(len: u8) -> u128 {
     }
 }
 
-/// The map for one prefix length, created on first use; levels stay sorted most specific first.
-fn level<K>(levels: &mut Vec<(u8, HashMap<K, u32>)>, len: u8) -> &mut HashMap<K, u32> {
-    let i = match levels.iter().position(|(l, _)| *l == len) {
-        Some(i) => i,
-        None => {
-            levels.push((len, HashMap::new()));
-            levels.sort_by_key(|(l, _)| std::cmp::Reverse(*l));
-            levels.iter().position(|(l, _)| *l == len).expect("level just added")
-        }
-    };
-    &mut levels[i].1
+#[inline(always)]
+fn hash4(k: u32) -> usize {
+    ((k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 29) as usize
 }
 
-impl Default for IpTable {
-    fn default() -> Self {
-        IpTable {
-            v4_16: Box::new([0; 1024]),
-            v4: Vec::new(),
-            v6: Vec::new(),
-            pool: IdPool::default(),
+#[inline(always)]
+fn hash6(k: u128) -> usize {
+    let x = (k as u64) ^ ((k >> 64) as u64).rotate_left(29);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 29) as usize
+}
+
+fn words6(k: u128) -> [u32; 4] {
+    [(k >> 96) as u32, (k >> 64) as u32, (k >> 32) as u32, k as u32]
+}
+
+/// An IPv4 or IPv6 level slot: one probe loop and one layout routine serve both families.
+trait NetSlot: Copy {
+    type Key: Copy + Eq;
+    const EMPTY: Self;
+    fn new(key: Self::Key, val: u32) -> Self;
+    fn key(&self) -> Self::Key;
+    fn val(&self) -> u32;
+    fn hash(key: Self::Key) -> usize;
+}
+
+impl NetSlot for V4Slot {
+    type Key = u32;
+    const EMPTY: Self = V4Slot { key: 0, val: NONE };
+    fn new(key: u32, val: u32) -> Self {
+        V4Slot { key, val }
+    }
+    fn key(&self) -> u32 {
+        self.key
+    }
+    fn val(&self) -> u32 {
+        self.val
+    }
+    fn hash(key: u32) -> usize {
+        hash4(key)
+    }
+}
+
+impl NetSlot for V6Slot {
+    type Key = u128;
+    const EMPTY: Self = V6Slot { key: [0; 4], val: NONE };
+    fn new(key: u128, val: u32) -> Self {
+        V6Slot { key: words6(key), val }
+    }
+    fn key(&self) -> u128 {
+        let [a, b, c, d] = self.key;
+        (a as u128) << 96 | (b as u128) << 64 | (c as u128) << 32 | d as u128
+    }
+    fn val(&self) -> u32 {
+        self.val
+    }
+    fn hash(key: u128) -> usize {
+        hash6(key)
+    }
+}
+
+/// The ids value of network `k` in one level, if present.
+#[inline(always)]
+fn probe<S: NetSlot>(all: &[S], l: &Level, k: S::Key) -> Option<u32> {
+    let slots = &all[l.first as usize..(l.first + l.cap) as usize];
+    let mask = slots.len() - 1;
+    let mut i = S::hash(k) & mask;
+    loop {
+        let s = &slots[i];
+        if s.val() == NONE {
+            return None;
+        }
+        if s.key() == k {
+            return Some(s.val());
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/// Lays out the levels of one family, most specific first; id lists go to `pool`.
+fn lay_out<S: NetSlot>(
+    levels: HashMap<u32, HashMap<S::Key, u32>>,
+    lists: &IdLists,
+    pool: &mut Vec<u32>,
+) -> (Vec<Level>, Vec<S>) {
+    let mut levels: Vec<_> = levels.into_iter().collect();
+    levels.sort_by_key(|(l, _)| std::cmp::Reverse(*l));
+    let (mut out, mut all) = (Vec::new(), Vec::new());
+    for (prefix, map) in levels {
+        let cap = super::table::slot_count(map.len());
+        let first = all.len();
+        all.resize(first + cap, S::EMPTY);
+        let slots = &mut all[first..];
+        for (k, v) in map {
+            let mut i = S::hash(k) & (cap - 1);
+            while slots[i].val() != NONE {
+                i = (i + 1) & (cap - 1);
+            }
+            slots[i] = S::new(k, lists.flatten(v, pool));
+        }
+        out.push(Level {
+            prefix,
+            first: first as u32,
+            cap: cap as u32,
+            _pad: 0,
+        });
+    }
+    (out, all)
+}
+
+/// The IP tables read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct IpView<'a> {
+    pub v4_16: &'a [u64],
+    pub v4_levels: &'a [Level],
+    pub v4_slots: &'a [V4Slot],
+    pub v6_levels: &'a [Level],
+    pub v6_slots: &'a [V6Slot],
+    pub pool: &'a [u32],
+}
+
+impl IpView<'_> {
+    pub fn has_v4(&self) -> bool {
+        !self.v4_levels.is_empty()
+    }
+
+    pub fn has_v6(&self) -> bool {
+        !self.v6_levels.is_empty()
+    }
+
+    /// Calls `f` with every indicator containing `a`, most specific first (a range may repeat; callers dedupe).
+    #[inline]
+    pub fn lookup_v4(&self, a: Ipv4Addr, mut f: impl FnMut(u32)) {
+        let a = u32::from(a);
+        let p = (a >> 16) as usize;
+        if self.v4_16[p >> 6] & (1 << (p & 63)) == 0 {
+            return;
+        }
+        for l in self.v4_levels {
+            if let Some(v) = probe(self.v4_slots, l, a & mask4(l.prefix)) {
+                ids::for_each(self.pool, v, &mut f);
+            }
+        }
+    }
+
+    #[inline]
+    pub fn lookup_v6(&self, a: Ipv6Addr, mut f: impl FnMut(u32)) {
+        let a = u128::from(a);
+        for l in self.v6_levels {
+            if let Some(v) = probe(self.v6_slots, l, a & mask6(l.prefix)) {
+                ids::for_each(self.pool, v, &mut f);
+            }
         }
     }
 }
 
-impl IpTable {
+/// Networks per prefix length while a snapshot is built.
+#[derive(Debug, Clone)]
+pub struct IpBuilder {
+    v4_16: Vec<u64>,
+    v4: HashMap<u32, HashMap<u32, u32>>,
+    v6: HashMap<u32, HashMap<u128, u32>>,
+    lists: IdLists,
+}
+
+impl Default for IpBuilder {
+    fn default() -> Self {
+        IpBuilder {
+            v4_16: vec![0; 1024],
+            v4: HashMap::new(),
+            v6: HashMap::new(),
+            lists: IdLists::default(),
+        }
+    }
+}
+
+/// The IP sections of a finished build.
+pub struct BuiltIps {
+    pub v4_16: Vec<u64>,
+    pub v4_levels: Vec<Level>,
+    pub v4_slots: Vec<V4Slot>,
+    pub v6_levels: Vec<Level>,
+    pub v6_slots: Vec<V6Slot>,
+}
+
+impl IpBuilder {
     fn mark_v4(&mut self, net: u32, len: u8) {
         let first = net >> 16;
         let count = if len >= 16 { 1 } else { 1u32 << (16 - len) };
@@ -70,18 +222,26 @@ impl IpTable {
     }
 
     pub fn add_net(&mut self, net: IpNet, id: u32) {
-        if let IpNet::V4(n) = net {
-            self.mark_v4(u32::from(n.network()), n.prefix_len());
-        }
         let slot = match net {
-            IpNet::V4(n) => level(&mut self.v4, n.prefix_len())
-                .entry(u32::from(n.network()) & mask4(n.prefix_len()))
-                .or_insert(NONE),
-            IpNet::V6(n) => level(&mut self.v6, n.prefix_len())
-                .entry(u128::from(n.network()) & mask6(n.prefix_len()))
-                .or_insert(NONE),
+            IpNet::V4(n) => {
+                self.mark_v4(u32::from(n.network()), n.prefix_len());
+                let len = n.prefix_len() as u32;
+                self.v4
+                    .entry(len)
+                    .or_default()
+                    .entry(u32::from(n.network()) & mask4(len))
+                    .or_insert(NONE)
+            }
+            IpNet::V6(n) => {
+                let len = n.prefix_len() as u32;
+                self.v6
+                    .entry(len)
+                    .or_default()
+                    .entry(u128::from(n.network()) & mask6(len))
+                    .or_insert(NONE)
+            }
         };
-        self.pool.push(slot, id);
+        self.lists.push(slot, id);
     }
 
     /// Adds an inclusive range as its minimal CIDR cover.
@@ -101,78 +261,16 @@ impl IpTable {
         }
     }
 
-    pub fn has_v4(&self) -> bool {
-        !self.v4.is_empty()
-    }
-
-    pub fn has_v6(&self) -> bool {
-        !self.v6.is_empty()
-    }
-
-    /// Calls `f` with every indicator containing `a`, most specific first (a range may repeat; callers dedupe).
-    #[inline]
-    pub fn lookup_v4(&self, a: Ipv4Addr, mut f: impl FnMut(u32)) {
-        let a = u32::from(a);
-        let p = a >> 16;
-        if self.v4_16[(p >> 6) as usize] & (1 << (p & 63)) == 0 {
-            return;
+    /// Lays out the levels, most specific first; id lists go to `pool`.
+    pub fn finish(self, pool: &mut Vec<u32>) -> BuiltIps {
+        let (v4_levels, v4_slots) = lay_out(self.v4, &self.lists, pool);
+        let (v6_levels, v6_slots) = lay_out(self.v6, &self.lists, pool);
+        BuiltIps {
+            v4_16: self.v4_16,
+            v4_levels,
+            v4_slots,
+            v6_levels,
+            v6_slots,
         }
-        for (len, map) in &self.v4 {
-            if let Some(&slot) = map.get(&(a & mask4(*len))) {
-                self.pool.for_each(slot, &mut f);
-            }
-        }
-    }
-
-    #[inline]
-    pub fn lookup_v6(&self, a: Ipv6Addr, mut f: impl FnMut(u32)) {
-        let a = u128::from(a);
-        for (len, map) in &self.v6 {
-            if let Some(&slot) = map.get(&(a & mask6(*len))) {
-                self.pool.for_each(slot, &mut f);
-            }
-        }
-    }
-
-    pub fn seal(&mut self) {
-        for (_, m) in &mut self.v4 {
-            m.shrink_to_fit();
-        }
-        for (_, m) in &mut self.v6 {
-            m.shrink_to_fit();
-        }
-    }
-
-    pub fn heap_bytes(&self) -> usize {
-        8192 + self.v4.iter().map(|(_, m)| m.capacity() * 9).sum::<usize>()
-            + self.v6.iter().map(|(_, m)| m.capacity() * 21).sum::<usize>()
-            + self.pool.heap_bytes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn all_v4(t: &IpTable, a: &str) -> Vec<u32> {
-        let mut v = Vec::new();
-        t.lookup_v4(a.parse().unwrap(), |i| v.push(i));
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    #[test]
-    fn lookup_reports_address_every_cidr_and_range() {
-        let mut t = IpTable::default();
-        t.add_net("1.2.3.4/32".parse().unwrap(), 0);
-        t.add_net("1.2.3.0/24".parse().unwrap(), 1);
-        t.add_net("1.2.0.0/16".parse().unwrap(), 2);
-        t.add_range("1.2.3.1".parse().unwrap(), "1.2.3.9".parse().unwrap(), 3);
-        t.add_net("9.9.9.9/32".parse().unwrap(), 4);
-        assert_eq!(all_v4(&t, "1.2.3.4"), [0, 1, 2, 3]);
-        assert_eq!(all_v4(&t, "1.2.3.10"), [1, 2]);
-        assert_eq!(all_v4(&t, "1.2.4.4"), [2]);
-        assert!(all_v4(&t, "1.3.3.4").is_empty());
     }
 }

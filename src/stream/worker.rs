@@ -48,7 +48,7 @@ impl Sink for KafkaSink<'_> {
                     },
                     |ms| ms / 1000,
                 );
-                if tx.try_send(crate::refresh::sightings::Sighting::of(ind, at)).is_err() {
+                if tx.try_send(crate::refresh::sightings::Sighting::of(&ind, at)).is_err() {
                     self.shared.metrics.bad("sighting_dropped");
                 }
             }

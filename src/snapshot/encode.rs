@@ -1,0 +1,329 @@
+//! Building the snapshot's bytes from a validated indicator set: every table laid out, then the sections written
+//! once into a page-aligned buffer, which is what a process scans from and what `compile` writes to disk.
+
+use super::arena::{Arena, MAX_KEY};
+use super::ids::{IdLists, NONE};
+use super::ips::IpBuilder;
+use super::layout::*;
+use super::table::TableBuilder;
+use crate::indicator::{AttrMeta, EventMeta, Indicator, Kind, Value};
+use bytemuck::Pod;
+use hashbrown::HashMap;
+use std::net::Ipv6Addr;
+
+/// The sections of a build, in [`Section`] order.
+pub struct Sections {
+    parts: Vec<(Section, Vec<u8>)>,
+}
+
+fn bytes<T: Pod>(v: &[T]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+/// Interns metas and events, writing their records.
+#[derive(Default)]
+struct Provenance<'a> {
+    metas: HashMap<&'a AttrMeta, u32>,
+    events: HashMap<&'a EventMeta, u32>,
+    meta_recs: Vec<MetaRec>,
+    event_recs: Vec<EventRec>,
+    lists: Vec<StrRef>,
+}
+
+impl<'a> Provenance<'a> {
+    fn list<'s>(&mut self, arena: &mut Arena, items: impl Iterator<Item = &'s str>) -> ListRef {
+        let first = self.lists.len() as u32;
+        for s in items {
+            self.lists.push(arena.push(s.as_bytes()));
+        }
+        ListRef {
+            first,
+            count: self.lists.len() as u32 - first,
+        }
+    }
+
+    fn meta(&mut self, arena: &mut Arena, m: &'a AttrMeta) -> u32 {
+        if let Some(&i) = self.metas.get(m) {
+            return i;
+        }
+        let event = match self.events.get(&*m.event) {
+            Some(&e) => e,
+            None => {
+                let e = &*m.event;
+                let rec = EventRec {
+                    id: arena.push_opt(e.id.as_deref()),
+                    uuid: arena.push_opt(e.uuid.as_deref()),
+                    info: arena.push_opt(e.info.as_deref()),
+                    tags: self.list(arena, e.tags.iter().map(String::as_str)),
+                };
+                self.event_recs.push(rec);
+                let i = self.event_recs.len() as u32 - 1;
+                self.events.insert(e, i);
+                i
+            }
+        };
+        let rec = MetaRec {
+            event,
+            category: arena.push_opt(m.category.as_deref()),
+            misp_type: arena.push(m.misp_type.as_bytes()),
+            tags: self.list(arena, m.tags.iter().map(|t| &**t)),
+            comment: arena.push_opt(m.comment.as_deref()),
+        };
+        self.meta_recs.push(rec);
+        let i = self.meta_recs.len() as u32 - 1;
+        self.metas.insert(m, i);
+        i
+    }
+}
+
+fn kind_index(k: Kind) -> u8 {
+    Kind::ALL.iter().position(|x| *x == k).expect("every kind is listed") as u8
+}
+
+/// Lays out every section for `indicators` (ids are their positions).
+pub fn sections(indicators: &[Indicator]) -> Sections {
+    let mut arena = Arena::default();
+    let host_n = indicators
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.value,
+                Value::Domain(_) | Value::Hostname(_) | Value::Url(_) | Value::Email(_)
+            )
+        })
+        .count();
+    let hash_n = indicators.iter().filter(|i| matches!(i.value, Value::Hash(..))).count();
+    let mut hosts = TableBuilder::new(host_n, (NONE, NONE));
+    let mut hashes = TableBuilder::new(hash_n, (NONE, NONE));
+    let mut v6urls = TableBuilder::new(0, (NONE, NONE));
+    let mut hash_ids = IdLists::default();
+    let mut ips = IpBuilder::default();
+    let mut prov = Provenance::default();
+    let mut info = Info {
+        hash_lens: [0; 3],
+        counts: [0; 14],
+        has_emails: 0,
+        has_fuzzy: 0,
+        keys: [0; 4],
+    };
+    let mut recs = Vec::with_capacity(indicators.len());
+    for (id, ind) in indicators.iter().enumerate() {
+        let id = id as u32;
+        let kind = ind.value.kind();
+        info.counts[kind_index(kind) as usize] += 1;
+        let mut host_len = 0u16;
+        let mut flags = 0u8;
+        let value = match &ind.value {
+            Value::Domain(d) | Value::Hostname(d) if d.len() <= MAX_KEY => {
+                let off = arena.push_key(d.as_bytes());
+                let e = hosts.entry(&mut arena, d.as_bytes(), Some(off));
+                let (dom, host) = hosts.values(e);
+                *(if matches!(ind.value, Value::Domain(_)) {
+                    dom
+                } else {
+                    host
+                }) = id;
+                StrRef {
+                    off: off + 2,
+                    len: d.len() as u32,
+                }
+            }
+            Value::Url(u) => {
+                let text = arena.push(format!("{}{}", u.host, u.rest).as_bytes());
+                host_len = u.host.len() as u16;
+                let rest = StrRef {
+                    off: text.off + u.host.len() as u32,
+                    len: u.rest.len() as u32,
+                };
+                let x = Extra {
+                    text: rest,
+                    id,
+                    kind: EXTRA_URL,
+                };
+                match u.host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                    Some(v6) => {
+                        let a: Ipv6Addr = v6.parse().expect("validated IPv6 URL host");
+                        let e = v6urls.entry(&mut arena, &a.octets(), None);
+                        v6urls.add_extra(e, x);
+                    }
+                    None => {
+                        let e = hosts.entry(&mut arena, u.host.as_bytes(), None);
+                        hosts.add_extra(e, x);
+                    }
+                }
+                text
+            }
+            Value::Email(e) => {
+                let text = arena.push(e.as_bytes());
+                let (local, host) = e.rsplit_once('@').expect("validated e-mail");
+                let i = hosts.entry(&mut arena, host.as_bytes(), None);
+                hosts.add_extra(
+                    i,
+                    Extra {
+                        text: StrRef {
+                            off: text.off,
+                            len: local.len() as u32,
+                        },
+                        id,
+                        kind: EXTRA_EMAIL,
+                    },
+                );
+                info.has_emails = 1;
+                text
+            }
+            Value::Hash(k, h) if h.len() <= MAX_KEY => {
+                if *k == Kind::Fuzzy {
+                    info.has_fuzzy = 1;
+                } else if h.len() < 192 {
+                    info.hash_lens[h.len() / 64] |= 1 << (h.len() % 64);
+                }
+                // Hex digests are stored lower-case already and are their own key; a fuzzy hash keeps its case.
+                let (text, e) = if *k == Kind::Fuzzy {
+                    let text = arena.push(h.as_bytes());
+                    (text, hashes.entry(&mut arena, h.to_ascii_lowercase().as_bytes(), None))
+                } else {
+                    let off = arena.push_key(h.as_bytes());
+                    let text = StrRef {
+                        off: off + 2,
+                        len: h.len() as u32,
+                    };
+                    (text, hashes.entry(&mut arena, h.as_bytes(), Some(off)))
+                };
+                hash_ids.push(hashes.values(e).0, id);
+                text
+            }
+            Value::Net(n) => {
+                ips.add_net(*n, id);
+                arena.push(ind.value.name().as_bytes())
+            }
+            Value::Range(r) => {
+                ips.add_range(r.0, r.1, id);
+                flags |= IND_RANGE;
+                arena.push(ind.value.name().as_bytes())
+            }
+            // A key longer than a table holds cannot be in a line the scanner accepts; kept for reports only.
+            Value::Domain(_) | Value::Hostname(_) | Value::Hash(..) => arena.push(ind.value.name().as_bytes()),
+        };
+        let p = &ind.provenance;
+        let uuid = match p.attribute_uuid {
+            Some(u) => {
+                flags |= IND_UUID;
+                u.0
+            }
+            None => [0; 16],
+        };
+        recs.push(IndRec {
+            value,
+            meta: prov.meta(&mut arena, &p.meta),
+            timestamp: p.timestamp.map_or(0, |t| t.get()),
+            merged: ind.merged,
+            host_len,
+            port: p.port.map_or(0, |p| p.get()),
+            kind: kind_index(kind),
+            flags,
+            _pad: [0; 2],
+            uuid,
+        });
+    }
+    let mut pool = Vec::new();
+    for (a, _) in hashes.values_mut() {
+        *a = hash_ids.flatten(*a, &mut pool);
+    }
+    info.keys = [hosts.len() as u32, hashes.len() as u32, v6urls.len() as u32, 0];
+    let mut extras = Vec::new();
+    let hosts = hosts.finish(&mut extras);
+    let hashes = hashes.finish(&mut extras);
+    let v6urls = v6urls.finish(&mut extras);
+    let ips = ips.finish(&mut pool);
+    let mut parts = vec![
+        (Section::Info, bytes(std::slice::from_ref(&info))),
+        (Section::Strings, std::mem::take(&mut arena.bytes)),
+        (Section::Indicators, bytes(&recs)),
+        (Section::Metas, bytes(&prov.meta_recs)),
+        (Section::Events, bytes(&prov.event_recs)),
+        (Section::StrLists, bytes(&prov.lists)),
+        (Section::HostSlots, bytes(&hosts.slots)),
+        (Section::HostBloom, bytes(&hosts.bloom)),
+        (Section::HostExtraDir, bytes(&hosts.extra_dir)),
+        (Section::HashSlots, bytes(&hashes.slots)),
+        (Section::HashBloom, bytes(&hashes.bloom)),
+        (Section::V6UrlSlots, bytes(&v6urls.slots)),
+        (Section::V6UrlBloom, bytes(&v6urls.bloom)),
+        (Section::V6UrlExtraDir, bytes(&v6urls.extra_dir)),
+        (Section::Extras, bytes(&extras)),
+        (Section::Pool, bytes(&pool)),
+        (Section::V4Summary, bytes(&ips.v4_16)),
+        (Section::V4Levels, bytes(&ips.v4_levels)),
+        (Section::V4Slots, bytes(&ips.v4_slots)),
+        (Section::V6Levels, bytes(&ips.v6_levels)),
+        (Section::V6Slots, bytes(&ips.v6_slots)),
+    ];
+    debug_assert!(parts.iter().map(|(s, _)| *s).eq(Section::ALL));
+    // Hash-extra sections share the extras list; nothing else to fix up.
+    parts.shrink_to_fit();
+    Sections { parts }
+}
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// What the header says besides the sections.
+pub struct HeaderFacts {
+    pub version: u64,
+    pub built_at_ms: u64,
+    pub build_us: u64,
+    pub indicators: u32,
+}
+
+impl Sections {
+    /// Writes header, table and sections into one page-aligned buffer.
+    pub fn assemble(self, facts: &HeaderFacts) -> memmap2::MmapMut {
+        let table_len = self.parts.len() * std::mem::size_of::<SectionEntry>();
+        let mut at = align(HEADER_LEN + table_len);
+        let mut entries = Vec::with_capacity(self.parts.len());
+        for (s, b) in &self.parts {
+            entries.push(SectionEntry {
+                id: *s as u32,
+                _pad: 0,
+                offset: at as u64,
+                len: b.len() as u64,
+                xxh3: xxhash_rust::xxh3::xxh3_64(b),
+            });
+            at = align(at + b.len());
+        }
+        let mut out = memmap2::MmapMut::map_anon(at.max(1)).expect("anonymous memory for the snapshot");
+        for ((_, b), e) in self.parts.into_iter().zip(&entries) {
+            out[e.offset as usize..e.offset as usize + b.len()].copy_from_slice(&b);
+        }
+        let table: &[u8] = bytemuck::cast_slice(&entries);
+        out[HEADER_LEN..HEADER_LEN + table_len].copy_from_slice(table);
+        let mut ids = Vec::with_capacity(entries.len() * 8);
+        for e in &entries {
+            ids.extend_from_slice(&e.xxh3.to_le_bytes());
+        }
+        let mut h = Header {
+            magic: MAGIC,
+            format_version: FORMAT_VERSION,
+            sections: entries.len() as u32,
+            build_id: xxhash_rust::xxh3::xxh3_64(&ids),
+            version: facts.version,
+            built_at_ms: facts.built_at_ms,
+            build_us: facts.build_us,
+            indicators: facts.indicators,
+            _pad: 0,
+            checksum: 0,
+        };
+        h.checksum = header_checksum(&h, table);
+        out[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&h));
+        out
+    }
+}
+
+/// The header checksum: xxh3 of the header without its checksum field, then the section table.
+pub fn header_checksum(h: &Header, table: &[u8]) -> u64 {
+    let mut x = xxhash_rust::xxh3::Xxh3::new();
+    x.update(&bytemuck::bytes_of(h)[..HEADER_LEN - 8]);
+    x.update(table);
+    x.digest()
+}

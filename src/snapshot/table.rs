@@ -1,0 +1,249 @@
+//! A flat, case-folding byte-key hash table with a blocked Bloom prefilter: how hosts, digests and IPv6 URL hosts
+//! are looked up, in place, from the snapshot's bytes.
+//!
+//! Slots are 16 bytes (four to a cache line), linearly probed, at most two-thirds full; a slot keeps a 32-bit tag
+//! of the key's hash so a probe compares key bytes only when the tag agrees. Keys live length-prefixed in the
+//! snapshot's string arena (a domain's key is its value's text, stored once). The scanner hashes a host token right
+//! to left ([`super::keys::RevHasher`]), so every label suffix has its hash from one pass; the one-word Bloom filter
+//! (three bits of one 64-bit word per key, 4 bits per key) rejects almost every suffix with one memory access.
+
+use super::arena::Arena;
+use super::keys::hash_key;
+use super::layout::{Extra, ExtraDir, Slot, KEY_EXTRAS, NONE};
+use hashbrown::HashTable;
+
+/// The Bloom filter word for a hash.
+#[inline(always)]
+fn bloom_word(h: u64, mask: u64) -> usize {
+    ((h >> 12) & mask) as usize
+}
+
+#[inline(always)]
+fn bloom_bits(h: u64) -> u64 {
+    (1u64 << (h >> 58)) | (1u64 << ((h >> 52) & 63)) | (1u64 << ((h >> 46) & 63))
+}
+
+#[inline(always)]
+fn tag(h: u64) -> u32 {
+    (h >> 32) as u32 ^ (h as u32).rotate_left(16)
+}
+
+/// Filter words for `n` keys: a power of two, at least 8.
+pub fn bloom_words(n: usize) -> usize {
+    (n / 16 + 1).next_power_of_two().max(8)
+}
+
+/// Slots for `n` keys: a power of two at least 1.5 `n`, at least 8.
+pub fn slot_count(n: usize) -> usize {
+    (n + n / 2 + 1).next_power_of_two().max(8)
+}
+
+/// A table read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct TableView<'a> {
+    pub slots: &'a [Slot],
+    pub bloom: &'a [u64],
+    pub extra_dir: &'a [ExtraDir],
+    pub extras: &'a [Extra],
+    pub arena: &'a [u8],
+    /// Keys held (from the info section).
+    pub len: usize,
+}
+
+impl<'a> TableView<'a> {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the filter admits `h`: one memory access, taken before any slot is touched.
+    #[inline(always)]
+    pub fn may_contain(&self, h: u64) -> bool {
+        let bits = bloom_bits(h);
+        let w = bloom_word(h, self.bloom.len() as u64 - 1);
+        // The filter length is a power of two checked at open, so the index is in bounds.
+        self.bloom[w] & bits == bits
+    }
+
+    /// The slot of `key` (compared ignoring ASCII case) whose [`hash_key`] is `h`, and its index.
+    #[inline(always)]
+    pub fn get(&self, h: u64, key: &[u8]) -> Option<(usize, &'a Slot)> {
+        if !self.may_contain(h) {
+            return None;
+        }
+        self.probe(h, key)
+    }
+
+    /// [`Self::get`] without the filter (the caller checked it).
+    #[inline]
+    pub fn probe(&self, h: u64, key: &[u8]) -> Option<(usize, &'a Slot)> {
+        let mask = self.slots.len() - 1;
+        let t = tag(h);
+        let mut i = h as usize & mask;
+        loop {
+            let s = &self.slots[i];
+            if s.key == NONE {
+                return None;
+            }
+            if s.tag == t && self.key(s).eq_ignore_ascii_case(key) {
+                return Some((i, s));
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// A slot's key bytes. Offsets were checked at open.
+    #[inline(always)]
+    pub fn key(&self, s: &Slot) -> &'a [u8] {
+        let off = (s.key & !KEY_EXTRAS) as usize;
+        let len = u16::from_le_bytes([self.arena[off], self.arena[off + 1]]) as usize;
+        &self.arena[off + 2..off + 2 + len]
+    }
+
+    /// The URL and e-mail extras of slot `i`.
+    #[inline]
+    pub fn extras(&self, i: usize, s: &Slot) -> &'a [Extra] {
+        if s.key & KEY_EXTRAS == 0 {
+            return &[];
+        }
+        match self.extra_dir.binary_search_by_key(&(i as u32), |d| d.slot) {
+            Ok(d) => {
+                let d = &self.extra_dir[d];
+                &self.extras[d.first as usize..(d.first + d.count) as usize]
+            }
+            Err(_) => &[],
+        }
+    }
+
+    /// Every occupied slot, for open-time checks and change reports.
+    pub fn occupied(&self) -> impl Iterator<Item = (usize, &'a Slot)> + '_ {
+        self.slots.iter().enumerate().filter(|(_, s)| s.key != NONE)
+    }
+}
+
+/// One key while the table is built.
+struct Entry {
+    hash: u64,
+    key: u32,
+    a: u32,
+    b: u32,
+    extras: Vec<Extra>,
+}
+
+/// Collects keys and their values, then lays out slots, filter and extras.
+pub struct TableBuilder {
+    index: HashTable<u32>,
+    entries: Vec<Entry>,
+    init: (u32, u32),
+}
+
+/// A finished table's sections.
+pub struct BuiltTable {
+    pub slots: Vec<Slot>,
+    pub bloom: Vec<u64>,
+    pub extra_dir: Vec<ExtraDir>,
+}
+
+impl TableBuilder {
+    /// A builder whose new entries start with values `init`.
+    pub fn new(capacity: usize, init: (u32, u32)) -> Self {
+        TableBuilder {
+            index: HashTable::with_capacity(capacity),
+            entries: Vec::with_capacity(capacity),
+            init,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry index of `key` (lower-case already), added when absent. `stored` gives the key's arena offset
+    /// when the caller already wrote the bytes length-prefixed (a value reused as its key).
+    pub fn entry(&mut self, arena: &mut Arena, key: &[u8], stored: Option<u32>) -> usize {
+        let h = hash_key(key);
+        let entries = &self.entries;
+        if let Some(&i) = self.index.find(h, |&i| arena.key(entries[i as usize].key) == key) {
+            return i as usize;
+        }
+        let off = stored.unwrap_or_else(|| arena.push_key(key));
+        let i = self.entries.len() as u32;
+        self.entries.push(Entry {
+            hash: h,
+            key: off,
+            a: self.init.0,
+            b: self.init.1,
+            extras: Vec::new(),
+        });
+        let entries = &self.entries;
+        self.index.insert_unique(h, i, |&j| entries[j as usize].hash);
+        i as usize
+    }
+
+    /// The two values of an entry.
+    pub fn values(&mut self, i: usize) -> (&mut u32, &mut u32) {
+        let e = &mut self.entries[i];
+        (&mut e.a, &mut e.b)
+    }
+
+    pub fn add_extra(&mut self, i: usize, x: Extra) {
+        self.entries[i].extras.push(x);
+    }
+
+    /// The values of every entry, in insertion order, so a caller can rewrite them (ids into pool references).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = (&mut u32, &mut u32)> {
+        self.entries.iter_mut().map(|e| (&mut e.a, &mut e.b))
+    }
+
+    /// Lays the table out; extras go to the end of `extras`.
+    pub fn finish(self, extras: &mut Vec<Extra>) -> BuiltTable {
+        let n = self.entries.len();
+        let cap = slot_count(n);
+        let mask = cap - 1;
+        let empty = Slot {
+            tag: 0,
+            key: NONE,
+            a: NONE,
+            b: NONE,
+        };
+        let mut slots = vec![empty; cap];
+        let words = bloom_words(n);
+        let mut bloom = vec![0u64; words];
+        let mut placed: Vec<(u32, Vec<Extra>)> = Vec::new();
+        for e in self.entries {
+            bloom[bloom_word(e.hash, words as u64 - 1)] |= bloom_bits(e.hash);
+            let mut i = e.hash as usize & mask;
+            while slots[i].key != NONE {
+                i = (i + 1) & mask;
+            }
+            let flag = if e.extras.is_empty() { 0 } else { KEY_EXTRAS };
+            slots[i] = Slot {
+                tag: tag(e.hash),
+                key: e.key | flag,
+                a: e.a,
+                b: e.b,
+            };
+            if !e.extras.is_empty() {
+                placed.push((i as u32, e.extras));
+            }
+        }
+        placed.sort_by_key(|(s, _)| *s);
+        let mut extra_dir = Vec::with_capacity(placed.len());
+        for (slot, xs) in placed {
+            extra_dir.push(ExtraDir {
+                slot,
+                first: extras.len() as u32,
+                count: xs.len() as u32,
+            });
+            extras.extend(xs);
+        }
+        BuiltTable {
+            slots,
+            bloom,
+            extra_dir,
+        }
+    }
+}
