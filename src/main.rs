@@ -31,6 +31,8 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Load indicators and report what loaded, what was rejected and why, and what was merged.
     Check(cmd::check::CheckArgs),
+    /// Validate and compile indicators once into a snapshot file that `scan`, `check`, `export` and `run` map.
+    Compile(cmd::compile::CompileArgs),
     /// Run as a Kafka pipeline component: consume log lines, score them, produce hits, commit after acknowledgement.
     Run(cmd::run::RunArgs),
     /// Pull indicators once from the config's sources, write the last-good cache and print a summary.
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(a) => cmd::scan::run(a),
         Command::Check(a) => cmd::check::run(a),
+        Command::Compile(a) => cmd::compile::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Fetch(a) => cmd::fetch::run(a),
         Command::Run(a) => cmd::run::run(a),

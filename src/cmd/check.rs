@@ -14,6 +14,11 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    if args.iocs.snapshot.is_some() {
+        let (snap, _) = args.iocs.snapshot()?;
+        print!("{}", snapshot_report(&snap));
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(path) = &args.iocs.config {
         let rt = super::runtime()?;
         let r = super::refresher(path)?;
@@ -39,6 +44,29 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     let (set, stats) = args.iocs.load()?;
     print!("{}", report(&set, &stats));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a snapshot file holds: its identity and the indicators per kind (validation happened at compile time).
+pub fn snapshot_report(snap: &iocmatch::Snapshot) -> String {
+    let mut s = String::new();
+    let base = snap.base();
+    if let Some(p) = base.path() {
+        let _ = writeln!(s, "snapshot {}", p.display());
+    }
+    let _ = writeln!(
+        s,
+        "version {}, build id {:016x}, {} bytes, opened and verified in {} ms",
+        snap.version(),
+        base.build_id(),
+        base.byte_len(),
+        snap.build_duration().as_millis()
+    );
+    let _ = writeln!(s, "\nindicators by kind:");
+    for (k, n) in snap.counts() {
+        let _ = writeln!(s, "  {:<10} {n:>9}", k.as_str());
+    }
+    let _ = writeln!(s, "  {:<10} {:>9}", "total", snap.len());
+    s
 }
 
 /// The human-readable load report.

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod compile;
 pub mod export;
 pub mod fetch;
 pub mod run;
@@ -19,11 +20,15 @@ use std::path::PathBuf;
 pub struct IocArgs {
     /// Indicator source: MISP JSON (restSearch or events), a MISP feed directory, MISP CSV or a plain list.
     /// Repeatable; the format is detected from the content.
-    #[arg(long = "iocs", value_name = "PATH", required_unless_present = "config")]
+    #[arg(long = "iocs", value_name = "PATH", required_unless_present_any = ["config", "snapshot"])]
     pub iocs: Vec<PathBuf>,
     /// Take indicators from the sources in this config file instead (a live MISP pull, or the last-good cache).
-    #[arg(long, value_name = "FILE", conflicts_with = "iocs")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["iocs", "snapshot"])]
     pub config: Option<PathBuf>,
+    /// Map a snapshot file written by `iocmatch compile` (or kept in a service's `state_dir`): validated once,
+    /// ready in milliseconds, its pages shared by every process that maps it.
+    #[arg(long, value_name = "FILE", conflicts_with = "iocs")]
+    pub snapshot: Option<PathBuf>,
     /// Also load attributes without `to_ids` and soft-deleted ones.
     #[arg(long)]
     pub all: bool,
@@ -50,6 +55,10 @@ impl IocArgs {
 
     /// The snapshot to scan with: from `--iocs`, or from the config's sources (live, else the cache).
     pub fn snapshot(&self) -> Result<(std::sync::Arc<Snapshot>, LoadStats)> {
+        if let Some(path) = &self.snapshot {
+            let snap = Snapshot::open(path).context("opening the snapshot")?;
+            return Ok((std::sync::Arc::new(snap), LoadStats::default()));
+        }
         match &self.config {
             None => {
                 let (set, stats) = self.load()?;

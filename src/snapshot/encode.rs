@@ -23,6 +23,8 @@ fn bytes<T: Pod>(v: &[T]) -> Vec<u8> {
 /// Interns metas and events, writing their records.
 #[derive(Default)]
 struct Provenance<'a> {
+    /// The loader interns metas, so most indicators share an `Arc`: looked up by pointer first, by content after.
+    last: Option<(*const AttrMeta, u32)>,
     metas: HashMap<&'a AttrMeta, u32>,
     events: HashMap<&'a EventMeta, u32>,
     meta_recs: Vec<MetaRec>,
@@ -43,6 +45,17 @@ impl<'a> Provenance<'a> {
     }
 
     fn meta(&mut self, arena: &mut Arena, m: &'a AttrMeta) -> u32 {
+        if let Some((p, i)) = self.last {
+            if std::ptr::eq(p, m) {
+                return i;
+            }
+        }
+        let i = self.intern(arena, m);
+        self.last = Some((m as *const AttrMeta, i));
+        i
+    }
+
+    fn intern(&mut self, arena: &mut Arena, m: &'a AttrMeta) -> u32 {
         if let Some(&i) = self.metas.get(m) {
             return i;
         }
@@ -214,7 +227,7 @@ pub fn sections(indicators: &[Indicator]) -> Sections {
         };
         recs.push(IndRec {
             value,
-            meta: prov.meta(&mut arena, &p.meta),
+            meta: prov.meta(&mut arena, &*p.meta),
             timestamp: p.timestamp.map_or(0, |t| t.get()),
             merged: ind.merged,
             host_len,
