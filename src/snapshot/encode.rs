@@ -227,7 +227,7 @@ pub fn sections(indicators: &[Indicator]) -> Sections {
         };
         recs.push(IndRec {
             value,
-            meta: prov.meta(&mut arena, &*p.meta),
+            meta: prov.meta(&mut arena, &p.meta),
             timestamp: p.timestamp.map_or(0, |t| t.get()),
             merged: ind.merged,
             host_len,
