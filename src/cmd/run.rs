@@ -42,6 +42,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The first read of every source (MISP, else the last-good cache).
+async fn first_load(refresher: &mut Refresher) {
+    match refresher.start().await {
+        Ok((from, r)) => tracing::info!(
+            ?from,
+            version = r.version,
+            indicators = r.total,
+            "first snapshot loaded"
+        ),
+        Err(e) => tracing::error!("no indicators yet ({e}); serving the current snapshot until a refresh succeeds"),
+    }
+}
+
 async fn serve(cfg: Config, settings: Settings) -> Result<()> {
     let shutdown = Shutdown::new();
     tokio::spawn({
@@ -65,15 +78,11 @@ async fn serve(cfg: Config, settings: Settings) -> Result<()> {
         state_dir: refresher.config().state_dir.clone(),
         policy: refresher.policy().clone(),
     });
-    refresher.check_key().await;
-    match refresher.start().await {
-        Ok((from, r)) => tracing::info!(
-            ?from,
-            version = r.version,
-            indicators = r.total,
-            "first snapshot loaded"
-        ),
-        Err(e) => tracing::error!("no indicators yet ({e}); serving an empty snapshot until a refresh succeeds"),
+    // A compiled snapshot from the last run serves at once; the sources are then read in the background.
+    let mapped = refresher.open_state();
+    if mapped.is_none() {
+        refresher.check_key().await;
+        first_load(&mut refresher).await;
     }
     let (push_tx, push_rx) = tokio::sync::mpsc::channel(10_000);
     let mut push_tasks = Vec::new();
@@ -110,7 +119,16 @@ async fn serve(cfg: Config, settings: Settings) -> Result<()> {
         sightings: sightings_tx,
         retro,
     };
-    let refresh_task = tokio::spawn(refresher.run(shutdown.clone(), push_rx));
+    let refresh_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            if mapped.is_some() {
+                refresher.check_key().await;
+                first_load(&mut refresher).await;
+            }
+            refresher.run(shutdown, push_rx).await
+        }
+    });
     let served = stream::run(settings, inputs, shutdown.clone()).await;
     shutdown.trigger();
     let rest = async {

@@ -98,8 +98,28 @@ pub struct Refresher {
     /// Where the attributes each rebuild added go (for retro-hunting), with the (type, value) keys of the last
     /// build to tell them; `None` until [`Refresher::retro_feed`] is called.
     retro: Option<(RetroFeed, Option<std::collections::HashSet<u64>>)>,
+    /// Something besides the MISP store changed (files, feeds, warninglists): the next build is a full one.
+    base_dirty: bool,
+    /// Store keys changed since the serving base was compiled, each with the attribute it held then: what the
+    /// overlay is built from.
+    touched: std::collections::HashMap<String, Option<crate::load::RawAttribute>>,
     pub metrics: Arc<RefreshMetrics>,
 }
+
+/// The compiled snapshot a service keeps in its `state_dir`.
+pub const SNAPSHOT_FILE: &str = "snapshot.iocm";
+
+/// The compiled snapshot inside a state directory.
+pub fn snapshot_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join(SNAPSHOT_FILE)
+}
+
+/// The base is recompiled once the attributes changed since it was compiled pass this share of it (or
+/// [`OVERLAY_MIN`], whichever is larger). Each incremental refresh validates all of them again (about 2 µs each)
+/// and every probe also checks the overlay, so past a tenth of the base a full build is the cheaper steady state.
+pub const OVERLAY_MAX_SHARE: f64 = 0.10;
+/// Below this many changed attributes an overlay is always used.
+pub const OVERLAY_MIN: usize = 10_000;
 
 impl Refresher {
     /// Sets up sources and validation from the config. No network traffic yet.
@@ -151,6 +171,8 @@ impl Refresher {
             shrink_pending: None,
             event_cursor: None,
             retro: None,
+            base_dirty: true,
+            touched: std::collections::HashMap::new(),
             metrics: Arc::new(RefreshMetrics::default()),
         };
         let wanted = match &r.cfg.validation.warninglists {
@@ -305,6 +327,7 @@ impl Refresher {
         if misp_due && (full || full_due) && self.cfg.validation.warninglists == WarninglistSelection::Misp {
             self.follow_misp_warninglists().await;
             dirty = true;
+            self.base_dirty = true;
         }
         if self.misp.is_some() && misp_due {
             self.misp_next_due =
@@ -329,7 +352,10 @@ impl Refresher {
                 continue;
             }
             match f.pull().await {
-                Ok(changed) => dirty |= changed,
+                Ok(changed) => {
+                    dirty |= changed;
+                    self.base_dirty |= changed;
+                }
                 Err(e) => {
                     self.metrics.error(&f.cfg.name);
                     tracing::error!(feed = %f.cfg.name, "feed pull failed, keeping its last good contribution: {e}");
@@ -340,7 +366,10 @@ impl Refresher {
             return Err(e);
         }
         let files = self.file_times();
-        dirty |= files != self.files_seen;
+        if files != self.files_seen {
+            dirty = true;
+            self.base_dirty = true;
+        }
         if !dirty {
             return Ok(self.unchanged());
         }
@@ -435,8 +464,8 @@ impl Refresher {
             .collect()
     }
 
-    /// Validates every source's attributes, builds a snapshot, swaps it in and writes the cache.
-    pub fn rebuild(&mut self) -> Result<ChangeReport, RefreshError> {
+    /// A loader with this refresher's policy and vetters (warninglists, allowlist), keeping what it accepts.
+    fn loader(&self) -> Loader {
         let mut l = Loader::new(self.policy.clone()).keep_accepted();
         if let Some(w) = &self.warninglists {
             l = l.with_vetter(w.clone());
@@ -444,6 +473,166 @@ impl Refresher {
         if let Some(a) = &self.allowlist {
             l = l.with_vetter(a.clone());
         }
+        l
+    }
+
+    /// Swaps in what the sources now say. When only MISP attributes changed since the base was compiled (and
+    /// not too many: [`OVERLAY_MAX_SHARE`]), only those are validated and laid over the base; otherwise every
+    /// source is validated and a new base compiled (and kept in `state_dir`).
+    pub fn rebuild(&mut self) -> Result<ChangeReport, RefreshError> {
+        let journal = self.store.take_journal();
+        let base_dirty = std::mem::take(&mut self.base_dirty);
+        if let (false, Some(j), true) = (base_dirty, journal, self.version > 0) {
+            for (k, old) in j {
+                self.touched.entry(k).or_insert(old);
+            }
+            if let Some(r) = self.incremental() {
+                return Ok(r);
+            }
+        }
+        self.full_rebuild()
+    }
+
+    /// The overlay build: `None` when it cannot stand in for a full build (too many changes, or a value that
+    /// several sources share, whose merged provenance only a full build gets right).
+    fn incremental(&mut self) -> Option<ChangeReport> {
+        let started = Instant::now();
+        let base = self.cell.load().base().clone();
+        let limit = (base.len() as f64 * OVERLAY_MAX_SHARE) as usize;
+        if self.touched.len() > limit.max(OVERLAY_MIN) {
+            tracing::info!(
+                touched = self.touched.len(),
+                "overlay threshold passed: recompiling the base"
+            );
+            return None;
+        }
+        let mut old = self.loader();
+        for a in self.touched.values().flatten() {
+            old.add_attribute(a.clone());
+        }
+        let (old_set, _) = old.finish();
+        let mut masked = std::collections::HashSet::new();
+        for ind in old_set.iter() {
+            if let Some(id) = base.find(&ind.value) {
+                if base.merged(id) > 0 {
+                    return None;
+                }
+                masked.insert(id);
+            }
+        }
+        let mut l = self.loader();
+        for k in self.touched.keys() {
+            if let Some(a) = self.store.get(k) {
+                l.add_attribute(a.clone());
+            }
+        }
+        let accepted = l.take_accepted();
+        let (added, _) = l.finish();
+        for ind in added.iter() {
+            if base.find(&ind.value).is_some_and(|id| !masked.contains(&id)) {
+                return None;
+            }
+        }
+        self.queue_retro(&accepted, false);
+        self.version += 1;
+        let masked: Vec<u32> = masked.into_iter().collect();
+        let snap = Snapshot::with_overlay(base, added, &masked, self.version);
+        let report = self.cell.swap(snap);
+        tracing::info!(
+            touched = self.touched.len(),
+            masked = masked.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "overlay swapped in over the compiled base"
+        );
+        self.write_exports();
+        let attrs: Vec<crate::load::RawAttribute> = self
+            .store
+            .attributes()
+            .chain(self.feeds.iter().flat_map(|f| f.attributes()))
+            .cloned()
+            .collect();
+        self.write_cache(&attrs);
+        Some(report)
+    }
+
+    /// Sends the attributes a build added to the retro-hunt (keys of type and value; `replace` makes `accepted`
+    /// the whole known set, else it is added to it).
+    fn queue_retro(&mut self, accepted: &[crate::load::RawAttribute], replace: bool) {
+        let Some((tx, seen)) = &mut self.retro else { return };
+        // 8 bytes per attribute, not its strings: a 64-bit key collision could only skip one hunt.
+        let key = |a: &crate::load::RawAttribute| {
+            crate::snapshot::keys::hash_key(format!("{}\u{0}{}", a.misp_type, a.value).as_bytes())
+        };
+        let hashes: Vec<u64> = accepted.iter().map(key).collect();
+        if let Some(before) = seen.as_ref() {
+            let added: Vec<_> = accepted
+                .iter()
+                .zip(&hashes)
+                .filter(|(_, h)| !before.contains(h))
+                .map(|(a, _)| a.clone())
+                .collect();
+            if !added.is_empty() {
+                tracing::info!(added = added.len(), "attributes added: queued for a retro-hunt");
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let _ = tx.send((added, now_ms));
+            }
+        }
+        match seen {
+            Some(s) if !replace => s.extend(hashes),
+            _ => *seen = Some(hashes.into_iter().collect()),
+        }
+    }
+
+    fn write_cache(&self, attrs: &[crate::load::RawAttribute]) {
+        match cache::write(&self.cfg.state_dir, self.version, attrs) {
+            Ok(p) => tracing::debug!(cache = %p.display(), "last-good cache written"),
+            Err(e) => {
+                self.metrics.error("cache");
+                tracing::error!(state_dir = %self.cfg.state_dir.display(), "cannot write the last-good cache: {e}");
+            }
+        }
+    }
+
+    /// Maps the compiled snapshot a previous run left in `state_dir`, so the service serves at once; a corrupt
+    /// one is reported, set aside (`.corrupt`) and rebuilt from the sources. Returns the version served.
+    pub fn open_state(&mut self) -> Option<u64> {
+        let p = snapshot_path(&self.cfg.state_dir);
+        if !p.exists() {
+            return None;
+        }
+        let started = Instant::now();
+        match Snapshot::open(&p) {
+            Ok(snap) => {
+                let v = snap.version();
+                let n = snap.len();
+                self.version = self.version.max(v);
+                self.cell.swap(snap);
+                tracing::info!(
+                    version = v,
+                    indicators = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    path = %p.display(),
+                    "compiled snapshot mapped from state_dir: serving it while the sources are read"
+                );
+                Some(v)
+            }
+            Err(e) => {
+                self.metrics.error("snapshot");
+                let aside = p.with_extension("iocm.corrupt");
+                let _ = std::fs::rename(&p, &aside);
+                tracing::error!(aside = %aside.display(), "unusable snapshot in state_dir, set aside and rebuilt: {e}");
+                None
+            }
+        }
+    }
+
+    /// Validates every source's attributes, compiles a new base, swaps it in and writes the cache and the
+    /// compiled snapshot.
+    fn full_rebuild(&mut self) -> Result<ChangeReport, RefreshError> {
+        self.touched.clear();
+        let mut l = self.loader();
         for p in &self.cfg.iocs {
             if let Err(e) = l.load_path(p) {
                 self.metrics.error("files");
@@ -464,29 +653,7 @@ impl Refresher {
             }
         }
         let accepted = l.take_accepted();
-        if let Some((tx, seen)) = &mut self.retro {
-            // 8 bytes per attribute, not its strings: a 64-bit key collision could only skip one hunt.
-            let key = |a: &crate::load::RawAttribute| {
-                crate::snapshot::keys::hash_key(format!("{}\u{0}{}", a.misp_type, a.value).as_bytes())
-            };
-            let hashes: Vec<u64> = accepted.iter().map(key).collect();
-            if let Some(before) = seen.as_ref() {
-                let added: Vec<_> = accepted
-                    .iter()
-                    .zip(&hashes)
-                    .filter(|(_, h)| !before.contains(h))
-                    .map(|(a, _)| a.clone())
-                    .collect();
-                if !added.is_empty() {
-                    tracing::info!(added = added.len(), "attributes added: queued for a retro-hunt");
-                    let now_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
-                    let _ = tx.send((added, now_ms));
-                }
-            }
-            *seen = Some(hashes.into_iter().collect());
-        }
+        self.queue_retro(&accepted, true);
         let (set, mut stats) = l.finish();
         if let Some(w) = &self.warninglists {
             stats.warninglists = w.names().map(str::to_string).collect();
@@ -504,12 +671,11 @@ impl Refresher {
         let snap = Snapshot::build(set, self.version);
         let report = self.cell.swap(snap);
         self.write_exports();
-        match cache::write(&self.cfg.state_dir, self.version, &accepted) {
-            Ok(p) => tracing::debug!(cache = %p.display(), "last-good cache written"),
-            Err(e) => {
-                self.metrics.error("cache");
-                tracing::error!(state_dir = %self.cfg.state_dir.display(), "cannot write the last-good cache: {e}");
-            }
+        self.write_cache(&accepted);
+        let p = snapshot_path(&self.cfg.state_dir);
+        if let Err(e) = self.cell.load().base().write(&p) {
+            self.metrics.error("snapshot");
+            tracing::error!(path = %p.display(), "cannot write the compiled snapshot: {e}");
         }
         Ok(report)
     }

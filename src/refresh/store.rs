@@ -33,6 +33,9 @@ pub struct AttributeStore {
     max_timestamp: i64,
     /// Timestamps of removals seen through push, so a late, older edit cannot bring an attribute back.
     removed_at: HashMap<String, i64>,
+    /// Each key changed since the journal was last taken, with what it held before (`None`: absent). `None` after
+    /// a full replace: the next build must be a full one.
+    journal: Option<HashMap<String, Option<RawAttribute>>>,
 }
 
 /// The store key: the attribute uuid, or type and value for sources without uuids.
@@ -54,6 +57,7 @@ impl AttributeStore {
         self.by_key.clear();
         self.removed_at.clear();
         self.max_timestamp = 0;
+        self.journal = None;
         let mut d = self.apply(attrs, keep_all);
         d.removed = before.saturating_sub(self.by_key.len().min(before));
         d
@@ -84,14 +88,33 @@ impl AttributeStore {
         let k = key(&a);
         let mut d = StoreDelta::default();
         if a.deleted || (!a.to_ids && !keep_all) {
-            if self.by_key.remove(&k).is_some() {
+            if let Some(old) = self.by_key.remove(&k) {
+                self.record(&k, Some(old));
                 d.removed = 1;
             }
         } else if self.by_key.get(&k) != Some(&a) {
-            self.by_key.insert(k, a);
+            let old = self.by_key.insert(k.clone(), a);
+            self.record(&k, old);
             d.upserted = 1;
         }
         d
+    }
+
+    fn record(&mut self, k: &str, old: Option<RawAttribute>) {
+        if let Some(j) = &mut self.journal {
+            j.entry(k.to_string()).or_insert(old);
+        }
+    }
+
+    /// The keys changed since the last call, each with the attribute it held then (`None`: it was absent), or
+    /// `None` when a full replace happened in between (or this is the first call). Starts a new journal.
+    pub fn take_journal(&mut self) -> Option<HashMap<String, Option<RawAttribute>>> {
+        self.journal.replace(HashMap::new())
+    }
+
+    /// The attribute held under a journal key.
+    pub fn get(&self, k: &str) -> Option<&RawAttribute> {
+        self.by_key.get(k)
     }
 
     /// Applies an event-level pull (whole events, the scope applied locally): a row out of scope (`in_scope`
@@ -119,11 +142,20 @@ impl AttributeStore {
     pub fn remove_event(&mut self, id: Option<&str>, uuid: Option<&str>) -> StoreDelta {
         let before = self.by_key.len();
         let uuid = uuid.map(str::to_ascii_lowercase);
-        self.by_key.retain(|_, a| {
-            let by_id = id.is_some() && a.event.id.as_deref() == id;
-            let by_uuid = uuid.is_some() && a.event.uuid.as_deref().map(str::to_ascii_lowercase) == uuid;
-            !(by_id || by_uuid)
-        });
+        let gone: Vec<String> = self
+            .by_key
+            .iter()
+            .filter(|(_, a)| {
+                let by_id = id.is_some() && a.event.id.as_deref() == id;
+                let by_uuid = uuid.is_some() && a.event.uuid.as_deref().map(str::to_ascii_lowercase) == uuid;
+                by_id || by_uuid
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            let old = self.by_key.remove(&k);
+            self.record(&k, old);
+        }
         StoreDelta {
             upserted: 0,
             removed: before - self.by_key.len(),

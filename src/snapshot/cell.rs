@@ -27,6 +27,16 @@ pub struct ChangeReport {
 impl ChangeReport {
     /// Compares two snapshots' indicator sets.
     pub fn between(old: &Snapshot, new: &Snapshot) -> ChangeReport {
+        if old.is_empty() {
+            // The first snapshot (or one mapped from a file at start): everything is added, nothing to decode.
+            return ChangeReport {
+                version: new.version(),
+                build_ms: new.build_duration().as_millis() as u64,
+                added: new.counts().clone(),
+                total: new.len(),
+                ..Default::default()
+            };
+        }
         if Arc::ptr_eq(old.base(), new.base()) {
             // Same base: only what either overlay adds or masks can differ.
             let mut ids: Vec<u32> = Vec::new();

@@ -172,6 +172,26 @@ impl IpView<'_> {
         }
     }
 
+    /// Calls `f` with the ids stored for exactly this network (a range's pieces included).
+    pub fn exact(&self, net: IpNet, mut f: impl FnMut(u32)) {
+        let p = net.prefix_len() as u32;
+        let v = match net {
+            IpNet::V4(n) => self
+                .v4_levels
+                .iter()
+                .find(|l| l.prefix == p)
+                .and_then(|l| probe(self.v4_slots, l, u32::from(n.network()))),
+            IpNet::V6(n) => self
+                .v6_levels
+                .iter()
+                .find(|l| l.prefix == p)
+                .and_then(|l| probe(self.v6_slots, l, u128::from(n.network()))),
+        };
+        if let Some(v) = v {
+            ids::for_each(self.pool, v, &mut f);
+        }
+    }
+
     #[inline]
     pub fn lookup_v6(&self, a: Ipv6Addr, mut f: impl FnMut(u32)) {
         let a = u128::from(a);

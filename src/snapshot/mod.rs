@@ -239,6 +239,65 @@ impl Compiled {
         }
     }
 
+    /// The id of the indicator with exactly this value, if the layout holds it: how an incremental refresh finds
+    /// the base entry an attribute's old version produced.
+    pub fn find(&self, v: &Value) -> Option<u32> {
+        let t = &self.t;
+        let mut cands: Vec<u32> = Vec::new();
+        let host_extras = |host: &str, kind: u32, out: &mut Vec<u32>| {
+            let (table, key): (&table::TableView, Vec<u8>) =
+                match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                    Some(v6) => match v6.parse::<std::net::Ipv6Addr>() {
+                        Ok(a) => (&t.v6urls, a.octets().to_vec()),
+                        Err(_) => return,
+                    },
+                    None => (&t.hosts, host.as_bytes().to_vec()),
+                };
+            if let Some((i, s)) = table.get(keys::hash_key(&key), &key) {
+                out.extend(table.extras(i, s).iter().filter(|x| x.kind == kind).map(|x| x.id));
+            }
+        };
+        match v {
+            Value::Domain(d) | Value::Hostname(d) => {
+                if let Some((_, s)) = t.hosts.get(keys::hash_key(d.as_bytes()), d.as_bytes()) {
+                    cands.extend([s.a, s.b]);
+                }
+            }
+            Value::Url(u) => host_extras(&u.host, layout::EXTRA_URL, &mut cands),
+            Value::Email(e) => {
+                if let Some((_, host)) = e.rsplit_once('@') {
+                    host_extras(host, layout::EXTRA_EMAIL, &mut cands);
+                }
+            }
+            Value::Hash(_, h) => {
+                let key = h.to_ascii_lowercase();
+                if let Some((_, s)) = t.hashes.get(keys::hash_key(key.as_bytes()), key.as_bytes()) {
+                    ids::for_each(t.ips.pool, s.a, |id| cands.push(id));
+                }
+            }
+            Value::Net(n) => t.ips.exact(*n, |id| cands.push(id)),
+            Value::Range(r) => {
+                let first = match (r.0, r.1) {
+                    (IpAddr::V4(a), IpAddr::V4(b)) => ipnet::Ipv4Subnets::new(a, b, 0).next().map(IpNet::V4),
+                    (IpAddr::V6(a), IpAddr::V6(b)) => ipnet::Ipv6Subnets::new(a, b, 0).next().map(IpNet::V6),
+                    _ => None,
+                };
+                if let Some(n) = first {
+                    t.ips.exact(n, |id| cands.push(id));
+                }
+            }
+        }
+        cands
+            .into_iter()
+            .filter(|&id| (id as usize) < self.len())
+            .find(|&id| self.indicator(id).value == *v)
+    }
+
+    /// How many sources were merged into an indicator (more than one source: an overlay cannot replace it alone).
+    pub fn merged(&self, id: u32) -> u32 {
+        self.t.inds[id as usize].merged
+    }
+
     /// Indicators per kind, as stored.
     fn counts(&self) -> BTreeMap<Kind, usize> {
         Kind::ALL

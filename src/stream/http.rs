@@ -31,14 +31,29 @@ async fn healthz() -> &'static str {
 
 /// Ready once a snapshot is loaded and partitions are assigned.
 async fn readyz(State(s): State<Arc<OpsState>>) -> impl IntoResponse {
-    let loaded = s.cell.load().version() > 0;
+    let snap = s.cell.load();
+    let loaded = snap.version() > 0;
     let assigned = s.metrics.assigned_partitions.load(Ordering::Relaxed) > 0;
+    let base = snap.base();
+    let serving = format!(
+        "snapshot v{} ({} indicators; base v{} build {:016x}{}{})",
+        snap.version(),
+        snap.len(),
+        base.version(),
+        base.build_id(),
+        base.path()
+            .map(|p| format!(" mapped from {}", p.display()))
+            .unwrap_or_default(),
+        snap.overlay()
+            .map(|o| format!("; overlay of {} changes", o.weight()))
+            .unwrap_or_default(),
+    );
     if loaded && assigned {
-        (StatusCode::OK, "ready\n".to_string())
+        (StatusCode::OK, format!("ready: {serving}\n"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: snapshot loaded={loaded}, partitions assigned={assigned}\n"),
+            format!("not ready: snapshot loaded={loaded}, partitions assigned={assigned}; {serving}\n"),
         )
     }
 }
