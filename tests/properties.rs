@@ -259,6 +259,26 @@ fn name_of(t: &str, v: &str) -> String {
     }
 }
 
+fn set_of(iocs: &[(&str, &str)]) -> iocmatch::IndicatorSet {
+    let json: Vec<String> = iocs
+        .iter()
+        .map(|(t, v)| serde_json::json!({"type": t, "value": v, "to_ids": 1}).to_string())
+        .collect();
+    let mut l = Loader::new(Policy::default());
+    l.load_bytes("pool.json", format!("[{}]", json.join(",")).as_bytes())
+        .unwrap();
+    l.finish().0
+}
+
+/// Every hit of a line as (indicator name, span), both classification paths.
+fn hits_of(snap: &Snapshot, line: &[u8]) -> BTreeSet<(String, u32, u32)> {
+    let mut hits = Vec::new();
+    scan_line(snap, line, &mut hits);
+    hits.iter()
+        .map(|h| (snap.indicator(h.indicator).value.name(), h.start, h.end))
+        .collect()
+}
+
 fn build(iocs: &[(&str, &str)]) -> Snapshot {
     let json: Vec<String> = iocs
         .iter()
@@ -293,6 +313,49 @@ proptest! {
             by_path.push(hits);
         }
         prop_assert_eq!(&by_path[0], &by_path[1], "spans differ between paths on {:?}", line);
+    }
+
+    #[test]
+    fn a_mapped_file_and_an_overlay_agree_with_the_reference_matcher(
+        base_pick in proptest::sample::subsequence(POOL.to_vec(), 0..POOL.len()),
+        add_pick in proptest::sample::subsequence(POOL.to_vec(), 0..POOL.len()),
+        remove in proptest::collection::vec(any::<bool>(), POOL.len()),
+        parts in proptest::collection::vec(proptest::sample::select(FRAGMENTS.to_vec()), 0..24),
+        json in any::<bool>(),
+    ) {
+        let line = format!("{}{}", if json { "{\"" } else { "" }, parts.concat());
+        let mem = Snapshot::build(set_of(&base_pick), 1);
+        // Written, then mapped: the same hits, spans included, as the in-memory build.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.iocm");
+        mem.base().write(&file).unwrap();
+        let mapped = Snapshot::open(&file).unwrap();
+        prop_assert_eq!(hits_of(&mapped, line.as_bytes()), hits_of(&mem, line.as_bytes()), "line {:?}", line);
+        prop_assert_eq!(
+            hits_of(&mapped, line.as_bytes()).into_iter().map(|h| h.0).collect::<BTreeSet<_>>(),
+            reference(&base_pick, line.as_bytes())
+        );
+        // An overlay over the mapped base: some base entries removed, some indicators added (an add of a value the
+        // base holds replaces it). The result is the reference matcher's on the final set.
+        let removed: Vec<(&str, &str)> =
+            base_pick.iter().zip(&remove).filter(|(_, r)| **r).map(|(p, _)| *p).collect();
+        let mut fin: Vec<(&str, &str)> = base_pick.iter().filter(|p| !removed.contains(p)).copied().collect();
+        for a in &add_pick {
+            if !fin.contains(a) {
+                fin.push(*a);
+            }
+        }
+        let by_name: std::collections::HashMap<String, u32> =
+            mapped.indicators().map(|(id, i)| (i.value.name(), id)).collect();
+        let masked: Vec<u32> = removed
+            .iter()
+            .chain(add_pick.iter())
+            .filter_map(|(t, v)| by_name.get(&name_of(t, v)).copied())
+            .collect();
+        let over = Snapshot::with_overlay(mapped.base().clone(), set_of(&add_pick), &masked, 2);
+        let got: BTreeSet<String> = hits_of(&over, line.as_bytes()).into_iter().map(|h| h.0).collect();
+        prop_assert_eq!(&got, &reference(&fin, line.as_bytes()), "overlay, line {:?}", line);
+        prop_assert_eq!(over.len(), fin.len());
     }
 
     #[test]
