@@ -1062,3 +1062,76 @@ async fn a_full_pull_that_shrinks_the_set_sharply_waits_for_a_second_one() {
     r.refresh(true).await.unwrap();
     assert_eq!(r.store_len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_changes_overlay_the_compiled_base_which_state_dir_keeps_for_a_restart() {
+    let (state, url, dir) = server_with(None).await;
+    state.add("domain", "keep.example.net", 100);
+    let gone = state.add("domain", "gone.example.net", 100);
+    let edited = state.add("ip-dst", "198.51.100.7", 100);
+    let cfg = common::write_config(dir.path(), &url, "", "");
+    let mut r = refresher(&cfg);
+    r.start().await.unwrap();
+    let base = r.cell().load().base().clone();
+    assert!(r.cell().load().overlay().is_none());
+    let file = dir.path().join("state").join(iocmatch::refresh::SNAPSHOT_FILE);
+    assert!(file.exists(), "a full build keeps the compiled base in state_dir");
+
+    // An add, a delete and an edit: laid over the same base, nothing recompiled.
+    state.add("domain", "new.example.net", 200);
+    state.edit(&gone, "deleted", serde_json::json!(true), 200);
+    state.edit(&edited, "comment", serde_json::json!("now with a comment"), 200);
+    let report = r.refresh(false).await.unwrap();
+    let snap = r.cell().load();
+    assert!(Arc::ptr_eq(snap.base(), &base), "the base stays");
+    let o = snap.overlay().expect("an overlay");
+    assert_eq!(o.weight(), 2 + 2, "two overlay entries (add, edit), two masked (delete, edit)");
+    let mut got = hits(&r, "new.example.net keep.example.net gone.example.net 198.51.100.7");
+    got.sort();
+    assert_eq!(got, ["198.51.100.7", "keep.example.net", "new.example.net"]);
+    assert_eq!(report.added.values().sum::<usize>(), 1);
+    assert_eq!(report.removed.values().sum::<usize>(), 1);
+    assert_eq!(report.changed.values().sum::<usize>(), 1);
+    assert_eq!(snap.len(), 3);
+    let ip = snap
+        .indicators()
+        .find(|(_, i)| i.value.name() == "198.51.100.7")
+        .unwrap()
+        .1;
+    assert_eq!(ip.provenance.comment(), Some("now with a comment"), "the overlay carries the new provenance");
+
+    // A second attribute with a value the base holds: merged provenance needs a full build.
+    state.add("domain", "keep.example.net", 300);
+    r.refresh(false).await.unwrap();
+    let snap = r.cell().load();
+    assert!(snap.overlay().is_none() && !Arc::ptr_eq(snap.base(), &base), "recompiled");
+    let keep = snap
+        .indicators()
+        .find(|(_, i)| i.value.name() == "keep.example.net")
+        .unwrap()
+        .1;
+    assert_eq!(keep.merged, 1);
+    let version = snap.version();
+    drop(r);
+
+    // A restart maps the kept base before any source is read, at the version it had.
+    let mut r2 = refresher(&cfg);
+    assert_eq!(r2.open_state(), Some(version));
+    assert_eq!(
+        hits(&r2, "new.example.net keep.example.net"),
+        ["new.example.net", "keep.example.net"]
+    );
+    drop(r2);
+
+    // A corrupt one is set aside and the sources rebuild it.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let mut r3 = refresher(&cfg);
+    assert_eq!(r3.open_state(), None);
+    assert!(file.with_extension("iocm.corrupt").exists());
+    r3.start().await.unwrap();
+    assert!(file.exists(), "rebuilt");
+    assert_eq!(hits(&r3, "keep.example.net"), ["keep.example.net"]);
+}
