@@ -1085,7 +1085,11 @@ async fn incremental_changes_overlay_the_compiled_base_which_state_dir_keeps_for
     let snap = r.cell().load();
     assert!(Arc::ptr_eq(snap.base(), &base), "the base stays");
     let o = snap.overlay().expect("an overlay");
-    assert_eq!(o.weight(), 2 + 2, "two overlay entries (add, edit), two masked (delete, edit)");
+    assert_eq!(
+        o.weight(),
+        2 + 2,
+        "two overlay entries (add, edit), two masked (delete, edit)"
+    );
     let mut got = hits(&r, "new.example.net keep.example.net gone.example.net 198.51.100.7");
     got.sort();
     assert_eq!(got, ["198.51.100.7", "keep.example.net", "new.example.net"]);
@@ -1098,13 +1102,20 @@ async fn incremental_changes_overlay_the_compiled_base_which_state_dir_keeps_for
         .find(|(_, i)| i.value.name() == "198.51.100.7")
         .unwrap()
         .1;
-    assert_eq!(ip.provenance.comment(), Some("now with a comment"), "the overlay carries the new provenance");
+    assert_eq!(
+        ip.provenance.comment(),
+        Some("now with a comment"),
+        "the overlay carries the new provenance"
+    );
 
     // A second attribute with a value the base holds: merged provenance needs a full build.
     state.add("domain", "keep.example.net", 300);
     r.refresh(false).await.unwrap();
     let snap = r.cell().load();
-    assert!(snap.overlay().is_none() && !Arc::ptr_eq(snap.base(), &base), "recompiled");
+    assert!(
+        snap.overlay().is_none() && !Arc::ptr_eq(snap.base(), &base),
+        "recompiled"
+    );
     let keep = snap
         .indicators()
         .find(|(_, i)| i.value.name() == "keep.example.net")

@@ -688,3 +688,90 @@ async fn a_retro_hunt_killed_midway_resumes_after_a_restart() {
         .collect();
     assert_eq!(got, want, "every old line with the new indicator, across the restart");
 }
+
+/// A million generated domains plus `c2.restart.example`, compiled into `state_dir` as a previous run leaves it.
+fn million_in_state_dir(state_dir: &Path) -> u64 {
+    use iocmatch::indicator::{Indicator, IndicatorSet, Provenance, Value};
+    let mut set = IndicatorSet::new();
+    for i in 0..1_000_000 {
+        set.insert(Indicator {
+            value: Value::Domain(format!("d{i}.bulk.example").into()),
+            provenance: Provenance::default(),
+            merged: 0,
+        });
+    }
+    set.insert(Indicator {
+        value: Value::Domain("c2.restart.example".into()),
+        provenance: Provenance::default(),
+        merged: 0,
+    });
+    let snap = Snapshot::build(set, 41);
+    std::fs::create_dir_all(state_dir).unwrap();
+    snap.base()
+        .write(&state_dir.join(iocmatch::refresh::SNAPSHOT_FILE))
+        .unwrap();
+    snap.version()
+}
+
+/// Polls `/readyz` until it names the snapshot version; returns how long that took from `since`.
+fn serving(svc: &Service, version: u64, since: Instant) -> Duration {
+    let want = format!("snapshot v{version} (1000001 indicators");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if svc.get("/readyz").contains(&want) {
+            return since.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never served v{version}: {}",
+            svc.get("/readyz")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_kill_9_serves_the_compiled_snapshot_while_misp_hangs() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("logs", 1);
+    broker.create_topic("hits", 1);
+    let state = common::MispState::new();
+    for _ in 0..20 {
+        state.fault(common::Fault::Hang(Duration::from_secs(120)));
+    }
+    let url = common::serve(state.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let version = million_in_state_dir(&dir.path().join("state"));
+    let misp_cfg = common::write_config(dir.path(), &url, "timeout_secs = 120", "");
+    let kafka = std::fs::read_to_string(config(dir.path(), &broker, "restart", "")).unwrap();
+    let cfg = dir.path().join("restart.toml");
+    let misp = std::fs::read_to_string(&misp_cfg).unwrap();
+    std::fs::write(&cfg, format!("{misp}\n{}", &kafka[kafka.find("[kafka]").unwrap()..])).unwrap();
+
+    let started = Instant::now();
+    let svc = Service::start(&cfg);
+    let first = tokio::task::block_in_place(|| serving(&svc, version, started));
+    broker
+        .produce(
+            "logs",
+            &[Some(b"dns query x.c2.restart.example from 10.0.0.1".to_vec())],
+        )
+        .await;
+    let docs = tokio::task::block_in_place(|| broker.collect_docs("hits", 1, Duration::from_secs(60)));
+    assert_eq!(docs.len(), 1, "the mapped snapshot scores while every MISP call hangs");
+    assert_eq!(
+        docs[0]["threat"]["enrichments"][0]["indicator"]["name"],
+        "c2.restart.example"
+    );
+    assert!(
+        state.search_requests().len() <= 1 && started.elapsed() < Duration::from_secs(120),
+        "no restSearch has answered yet"
+    );
+    svc.signal(libc::SIGKILL);
+    let _ = svc.wait(Duration::from_secs(10));
+
+    let restarted = Instant::now();
+    let svc = Service::start(&cfg);
+    let second = tokio::task::block_in_place(|| serving(&svc, version, restarted));
+    eprintln!("1M compiled snapshot served {first:?} after the first start, {second:?} after kill -9 and restart");
+}
