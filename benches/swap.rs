@@ -65,5 +65,48 @@ fn swap(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, swap);
+/// An incremental refresh of 100 attributes (50 changed, 50 added) over a compiled base: finding the base entries,
+/// laying out the overlay and swapping it in with its change report. `IOCMATCH_OVERLAY_BASE` sets the base size
+/// (default 1M; the README quotes 10M).
+fn overlay(c: &mut Criterion) {
+    use iocmatch::indicator::{Indicator, IndicatorSet, Provenance, Value};
+    let n: usize = std::env::var("IOCMATCH_OVERLAY_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dom = |s: String| Indicator {
+        value: Value::Domain(s.into()),
+        provenance: Provenance::default(),
+        merged: 0,
+    };
+    let base: IndicatorSet = (0..n).map(|i| dom(format!("d{i}.bulk.example"))).collect();
+    let cell = SnapshotCell::new(Snapshot::build(base, 1));
+    let base = cell.load().base().clone();
+    let changed: Vec<Value> = (0..50)
+        .map(|i| Value::Domain(format!("d{}.bulk.example", i * 7919 % n).into()))
+        .collect();
+    let mut g = c.benchmark_group("overlay");
+    g.sample_size(20);
+    let mut v = 2;
+    g.bench_function(format!("refresh_100_over_{n}"), |b| {
+        b.iter(|| {
+            let masked: Vec<u32> = changed.iter().filter_map(|x| base.find(x)).collect();
+            let adds: IndicatorSet = changed
+                .iter()
+                .cloned()
+                .map(|value| Indicator {
+                    value,
+                    provenance: Provenance::default(),
+                    merged: 1,
+                })
+                .chain((0..50).map(|i| dom(format!("new{i}.fresh.example"))))
+                .collect();
+            v += 1;
+            cell.swap(Snapshot::with_overlay(base.clone(), adds, &masked, v))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, swap, overlay);
 criterion_main!(benches);
