@@ -11,11 +11,11 @@ pub use normalize::{classify_plain, normalize_attribute, AttributeOutcome, Rejec
 pub(crate) use normalize::{is_email_local_byte, is_fuzzy_byte, is_host_byte, TLSH_HEX};
 pub use refang::refang;
 
-use hashbrown::HashMap;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -351,7 +351,9 @@ impl Default for Policy {
 #[derive(Debug, Default, Clone)]
 pub struct IndicatorSet {
     indicators: Vec<Indicator>,
-    index: HashMap<Value, usize>,
+    /// Positions in `indicators`, found by the value's hash: the values are not stored twice.
+    index: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
     duplicates: BTreeMap<Kind, usize>,
 }
 
@@ -362,8 +364,10 @@ impl IndicatorSet {
 
     /// Adds an indicator, merging it into an earlier one with the same value. Returns false for a duplicate.
     pub fn insert(&mut self, ind: Indicator) -> bool {
-        if let Some(&i) = self.index.get(&ind.value) {
-            let kept = &mut self.indicators[i];
+        let h = self.hasher.hash_one(&ind.value);
+        let inds = &self.indicators;
+        if let Some(&i) = self.index.find(h, |&i| inds[i as usize].value == ind.value) {
+            let kept = &mut self.indicators[i as usize];
             kept.merged += 1;
             let have = kept.provenance.all_tags();
             let new: Vec<Box<str>> = ind
@@ -380,7 +384,9 @@ impl IndicatorSet {
             *self.duplicates.entry(ind.value.kind()).or_default() += 1;
             return false;
         }
-        self.index.insert(ind.value.clone(), self.indicators.len());
+        let (inds, hasher) = (&self.indicators, &self.hasher);
+        self.index
+            .insert_unique(h, inds.len() as u32, |&i| hasher.hash_one(&inds[i as usize].value));
         self.indicators.push(ind);
         true
     }
