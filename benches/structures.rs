@@ -93,5 +93,67 @@ fn compare(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, compare);
+/// How to read the layout in place: typed `#[repr(C)]` slices cast with `bytemuck` (what the snapshot uses) against
+/// decoding each slot field with `u32::from_le_bytes` from the raw bytes, the hand-written alternative. Both probe the
+/// same 1M-key host table with the same keys (half present).
+fn views(c: &mut Criterion) {
+    use iocmatch::snapshot::keys::hash_key;
+    use iocmatch::snapshot::layout::{KEY_EXTRAS, NONE};
+    let n = 1_000_000;
+    let set: iocmatch::IndicatorSet = (0..n)
+        .map(|i| iocmatch::indicator::Indicator {
+            value: iocmatch::indicator::Value::Domain(format!("d{i}.bulk.example").into()),
+            provenance: Default::default(),
+            merged: 0,
+        })
+        .collect();
+    let snap = iocmatch::Snapshot::build(set, 1);
+    let t = snap.base().host_table();
+    let probes: Vec<(u64, Vec<u8>)> = (0..100_000)
+        .map(|i| {
+            let k = format!("d{}.bulk.example", i * 20 % (2 * n)).into_bytes();
+            (hash_key(&k), k)
+        })
+        .collect();
+    let raw: &[u8] = bytemuck::cast_slice(t.slots);
+    let arena = t.arena;
+    let le = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let tag = |h: u64| (h >> 32) as u32 ^ (h as u32).rotate_left(16);
+    let present = probes.iter().filter(|(h, k)| t.probe(*h, k).is_some()).count();
+    assert_eq!(present, probes.len() / 2, "half the probes are keys");
+    let mut g = c.benchmark_group("layout_view");
+    g.throughput(Throughput::Elements(probes.len() as u64));
+    g.bench_function("bytemuck_typed_slices", |b| {
+        b.iter(|| probes.iter().filter(|(h, k)| t.probe(*h, k).is_some()).count())
+    });
+    g.bench_function("from_le_bytes_fields", |b| {
+        b.iter(|| {
+            probes
+                .iter()
+                .filter(|(h, k)| {
+                    let mask = t.slots.len() - 1;
+                    let mut i = *h as usize & mask;
+                    loop {
+                        let s = i * 16;
+                        let key = le(raw, s + 4);
+                        if key == NONE {
+                            return false;
+                        }
+                        if le(raw, s) == tag(*h) {
+                            let off = (key & !KEY_EXTRAS) as usize;
+                            let len = u16::from_le_bytes([arena[off], arena[off + 1]]) as usize;
+                            if arena[off + 2..off + 2 + len].eq_ignore_ascii_case(k) {
+                                return true;
+                            }
+                        }
+                        i = (i + 1) & mask;
+                    }
+                })
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, compare, views);
 criterion_main!(benches);

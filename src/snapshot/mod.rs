@@ -308,6 +308,11 @@ impl Compiled {
             .collect()
     }
 
+    /// The host table as the scanner reads it: for benches comparing ways to view the layout.
+    pub fn host_table(&self) -> table::TableView<'_> {
+        self.t.hosts
+    }
+
     /// Bytes of the layout.
     pub fn byte_len(&self) -> usize {
         self.map.len()
