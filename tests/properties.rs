@@ -270,7 +270,7 @@ fn set_of(iocs: &[(&str, &str)]) -> iocmatch::IndicatorSet {
     l.finish().0
 }
 
-/// Every hit of a line as (indicator name, span), both classification paths.
+/// Every hit of a line as (indicator name, span).
 fn hits_of(snap: &Snapshot, line: &[u8]) -> BTreeSet<(String, u32, u32)> {
     let mut hits = Vec::new();
     scan_line(snap, line, &mut hits);
@@ -280,14 +280,7 @@ fn hits_of(snap: &Snapshot, line: &[u8]) -> BTreeSet<(String, u32, u32)> {
 }
 
 fn build(iocs: &[(&str, &str)]) -> Snapshot {
-    let json: Vec<String> = iocs
-        .iter()
-        .map(|(t, v)| serde_json::json!({"type": t, "value": v, "to_ids": 1}).to_string())
-        .collect();
-    let mut l = Loader::new(Policy::default());
-    l.load_bytes("pool.json", format!("[{}]", json.join(",")).as_bytes())
-        .unwrap();
-    Snapshot::build(l.finish().0, 1)
+    Snapshot::build(set_of(iocs), 1)
 }
 
 proptest! {

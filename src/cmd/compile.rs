@@ -6,6 +6,7 @@ use iocmatch::snapshot::Compiled;
 use iocmatch::IndicatorSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -22,20 +23,21 @@ pub fn run(args: CompileArgs) -> Result<ExitCode> {
         bail!("compile takes --iocs or --config, not --snapshot");
     }
     let started = Instant::now();
-    let (set, stats, version) = if args.iocs.config.is_some() {
+    let (compiled, n, loaded, build) = if args.iocs.config.is_some() {
+        // The refresher has validated and compiled the config's sources already: its base is written as it is.
         let (snap, stats) = args.iocs.snapshot()?;
         let set: IndicatorSet = snap.indicators().map(|(_, i)| i).collect();
-        (set, stats, snap.version())
+        print!("{}", super::check::report(&set, &stats));
+        (snap.base().clone(), set.len(), started.elapsed(), snap.build_duration())
     } else {
         let (set, stats) = args.iocs.load()?;
-        (set, stats, 1)
+        let loaded = started.elapsed();
+        print!("{}", super::check::report(&set, &stats));
+        let n = set.len();
+        let built = Instant::now();
+        let compiled = Arc::new(Compiled::build(set.into_vec(), 1));
+        (compiled, n, loaded, built.elapsed())
     };
-    let loaded = started.elapsed();
-    print!("{}", super::check::report(&set, &stats));
-    let n = set.len();
-    let built = Instant::now();
-    let compiled = Compiled::build(set.into_vec(), version);
-    let build = built.elapsed();
     let written = Instant::now();
     compiled
         .write(&args.out)

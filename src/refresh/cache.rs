@@ -34,17 +34,21 @@ pub fn attribute_json(a: &RawAttribute) -> serde_json::Value {
 }
 
 /// Writes the cache for a snapshot version.
-pub fn write(state_dir: &Path, version: u64, attrs: &[RawAttribute]) -> std::io::Result<PathBuf> {
+pub fn write<'a>(
+    state_dir: &Path,
+    version: u64,
+    attrs: impl IntoIterator<Item = &'a RawAttribute>,
+) -> std::io::Result<PathBuf> {
     let p = path(state_dir);
     write_to(&p, version, attrs)?;
     Ok(p)
 }
 
 /// Writes attributes as restSearch JSON to `p`, atomically (the cache, and the retro-hunt's pending set).
-pub fn write_to(p: &Path, version: u64, attrs: &[RawAttribute]) -> std::io::Result<()> {
+pub fn write_to<'a>(p: &Path, version: u64, attrs: impl IntoIterator<Item = &'a RawAttribute>) -> std::io::Result<()> {
     let doc = json!({
         "iocmatch_cache": { "format": 1, "snapshot_version": version },
-        "response": { "Attribute": attrs.iter().map(attribute_json).collect::<Vec<_>>() },
+        "response": { "Attribute": attrs.into_iter().map(attribute_json).collect::<Vec<_>>() },
     });
     crate::atomic_write::write_atomic(p, &serde_json::to_vec(&doc).expect("JSON values serialise"))
 }

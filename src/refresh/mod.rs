@@ -545,13 +545,11 @@ impl Refresher {
             "overlay swapped in over the compiled base"
         );
         self.write_exports();
-        let attrs: Vec<crate::load::RawAttribute> = self
-            .store
-            .attributes()
-            .chain(self.feeds.iter().flat_map(|f| f.attributes()))
-            .cloned()
-            .collect();
-        self.write_cache(&attrs);
+        self.write_cache(
+            self.store
+                .attributes()
+                .chain(self.feeds.iter().flat_map(|f| f.attributes())),
+        );
         Some(report)
     }
 
@@ -585,7 +583,7 @@ impl Refresher {
         }
     }
 
-    fn write_cache(&self, attrs: &[crate::load::RawAttribute]) {
+    fn write_cache<'a>(&self, attrs: impl IntoIterator<Item = &'a crate::load::RawAttribute>) {
         match cache::write(&self.cfg.state_dir, self.version, attrs) {
             Ok(p) => tracing::debug!(cache = %p.display(), "last-good cache written"),
             Err(e) => {

@@ -99,25 +99,48 @@ pub fn scan_line_with(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits:
     let Scratch { masks, v6, path } = scratch;
     masks.classify(line, *path);
     let json = is_json_line(line);
+    // The hex-colon-dot mask for IPv6 runs, built at most once per line whichever layouts need it.
+    let mut v6 = V6Mask {
+        words: v6,
+        ready: false,
+    };
     let base = Probe {
         c: &snap.base,
         offset: 0,
         mask: snap.overlay.as_ref(),
     };
-    probe_line(base, line, masks, v6, json, hits);
+    probe_line(base, line, masks, &mut v6, json, hits);
     if let Some(o) = &snap.overlay {
         let over = Probe {
             c: &o.compiled,
             offset: snap.base.len() as u32,
             mask: None,
         };
-        probe_line(over, line, masks, v6, json, hits);
+        probe_line(over, line, masks, &mut v6, json, hits);
+    }
+}
+
+/// The line's mask of hex digits, colons and dots, made on first use.
+struct V6Mask<'a> {
+    words: &'a mut Vec<u64>,
+    ready: bool,
+}
+
+impl V6Mask<'_> {
+    fn get(&mut self, m: &Masks) -> &[u64] {
+        if !self.ready {
+            self.words.clear();
+            self.words
+                .extend((0..m.hex.len()).map(|w| m.hex[w] | m.colon[w] | m.dot[w]));
+            self.ready = true;
+        }
+        self.words
     }
 }
 
 /// Every rule, against one layout, over a classified line.
 #[inline]
-fn probe_line(snap: Probe, line: &[u8], m: &Masks, v6: &mut Vec<u64>, json: bool, hits: &mut Vec<Hit>) {
+fn probe_line(snap: Probe, line: &[u8], m: &Masks, v6: &mut V6Mask, json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let host = Bits { words: &m.host, len: n };
     let dots = Bits { words: &m.dot, len: n };
@@ -162,9 +185,10 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, v6: &mut Vec<u64>, json: bool
     };
     if (want_ip || want_pairs || c.has_fuzzy()) && colons.any() {
         if want_ip || want_pairs {
-            v6.clear();
-            v6.extend((0..m.hex.len()).map(|w| m.hex[w] | m.colon[w] | m.dot[w]));
-            let v6 = Bits { words: v6, len: n };
+            let v6 = Bits {
+                words: v6.get(m),
+                len: n,
+            };
             colon_runs(snap, line, colons, v6, json, want_ip, want_pairs, hits);
         }
         if c.has_fuzzy() {

@@ -248,7 +248,7 @@ pub fn sections(indicators: &[Indicator]) -> Sections {
     let hashes = hashes.finish(&mut extras);
     let v6urls = v6urls.finish(&mut extras);
     let ips = ips.finish(&mut pool);
-    let mut parts = vec![
+    let parts = vec![
         (Section::Info, bytes(std::slice::from_ref(&info))),
         (Section::Strings, std::mem::take(&mut arena.bytes)),
         (Section::Indicators, bytes(&recs)),
@@ -272,8 +272,6 @@ pub fn sections(indicators: &[Indicator]) -> Sections {
         (Section::V6Slots, bytes(&ips.v6_slots)),
     ];
     debug_assert!(parts.iter().map(|(s, _)| *s).eq(Section::ALL));
-    // Hash-extra sections share the extras list; nothing else to fix up.
-    parts.shrink_to_fit();
     Sections { parts }
 }
 

@@ -145,11 +145,6 @@ impl Compiled {
         crate::atomic_write::write_atomic(path, &self.map)
     }
 
-    /// The layout's bytes (what [`Self::write`] writes).
-    pub fn bytes(&self) -> &[u8] {
-        &self.map
-    }
-
     /// The file this was mapped from, if any.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()

@@ -113,11 +113,6 @@ impl<'a> TableView<'a> {
             Err(_) => &[],
         }
     }
-
-    /// Every occupied slot, for open-time checks and change reports.
-    pub fn occupied(&self) -> impl Iterator<Item = (usize, &'a Slot)> + '_ {
-        self.slots.iter().enumerate().filter(|(_, s)| s.key != NONE)
-    }
 }
 
 /// One key while the table is built.
