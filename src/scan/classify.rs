@@ -175,7 +175,12 @@ pub struct Bits<'a> {
     pub len: usize,
 }
 
-impl Bits<'_> {
+impl<'a> Bits<'a> {
+    #[inline(always)]
+    pub fn new(words: &'a [u64], len: usize) -> Self {
+        Bits { words, len }
+    }
+
     #[inline(always)]
     pub fn get(&self, i: usize) -> bool {
         i < self.len && self.words[i / 64] >> (i % 64) & 1 == 1
@@ -262,6 +267,41 @@ impl Bits<'_> {
         n
     }
 
+    /// Whether two adjacent bits are both set in `from..to` (a `::` among colons), without a substring search.
+    #[inline(always)]
+    pub fn any_adjacent(&self, from: usize, to: usize) -> bool {
+        if to < from + 2 {
+            return false;
+        }
+        // Bit i of `pairs` is bit i and bit i + 1 both set; pairs starting in from..to-1.
+        let (fw, tw) = (from / 64, (to - 2) / 64);
+        for w in fw..=tw {
+            let next = self.words.get(w + 1).map_or(0, |n| n << 63);
+            let mut pairs = self.words[w] & (self.words[w] >> 1 | next);
+            if w == fw {
+                pairs &= !0u64 << (from % 64);
+            }
+            if w == tw {
+                pairs &= !0u64 >> (63 - (to - 2) % 64);
+            }
+            if pairs != 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether the `n` bits from `from` (which must not cross a word boundary) are all set.
+    #[inline(always)]
+    pub fn all_set_in_word(&self, from: usize, n: u32) -> bool {
+        debug_assert!(from % 64 + n as usize <= 64 && n < 64);
+        let Some(w) = self.words.get(from / 64) else {
+            return false;
+        };
+        let m = (1u64 << n) - 1;
+        (w >> (from % 64)) & m == m
+    }
+
     /// Whether any bit is set.
     #[inline(always)]
     pub fn any(&self) -> bool {
@@ -291,10 +331,7 @@ mod tests {
             let mut m = Masks::default();
             m.classify(line, p);
             for (k, v) in [&m.host, &m.dot, &m.alnum, &m.hex, &m.colon].into_iter().enumerate() {
-                let bits = Bits {
-                    words: v,
-                    len: line.len(),
-                };
+                let bits = Bits::new(v, line.len());
                 for (i, w) in want[k].iter().enumerate() {
                     assert_eq!(bits.get(i), *w, "{p:?} class {k} byte {i} of {line:?}");
                 }
@@ -318,18 +355,34 @@ mod tests {
     }
 
     #[test]
+    fn adjacency_and_word_run_queries_agree_with_a_byte_walk() {
+        let line: Vec<u8> = b"a::b:c:::d 12:34:56 fe80::1 :x: ::".repeat(5);
+        let mut m = Masks::default();
+        m.classify(&line, Path::detect());
+        let colons = Bits::new(&m.colon, line.len());
+        let hex = Bits::new(&m.hex, line.len());
+        for from in 0..line.len() {
+            for to in from..=line.len() {
+                let want = line[from..to].windows(2).any(|w| w == b"::");
+                assert_eq!(colons.any_adjacent(from, to), want, "{from}..{to}");
+            }
+            for n in [1u32, 4, 16] {
+                if from % 64 + n as usize <= 64 {
+                    let want = from + n as usize <= line.len()
+                        && line[from..from + n as usize].iter().all(u8::is_ascii_hexdigit);
+                    assert_eq!(hex.all_set_in_word(from, n), want, "{from} {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bit_queries_find_runs() {
         let line = b"GET http://a.evil-host.com:8080/x 10.0.0.1";
         let mut m = Masks::default();
         m.classify(line, Path::detect());
-        let host = Bits {
-            words: &m.host,
-            len: line.len(),
-        };
-        let dot = Bits {
-            words: &m.dot,
-            len: line.len(),
-        };
+        let host = Bits::new(&m.host, line.len());
+        let dot = Bits::new(&m.dot, line.len());
         let d = dot.next_one(0).unwrap();
         assert_eq!(&line[host.run_start(d)..host.next_zero(d)], b"a.evil-host.com");
         assert_eq!(dot.count(0, line.len()), 5);
@@ -338,10 +391,7 @@ mod tests {
         let long: Vec<u8> = std::iter::repeat_n(b'a', 200).chain(*b" x").collect();
         let mut m = Masks::default();
         m.classify(&long, Path::Scalar);
-        let host = Bits {
-            words: &m.host,
-            len: long.len(),
-        };
+        let host = Bits::new(&m.host, long.len());
         assert_eq!(host.run_start(150), 0);
         assert_eq!(host.next_zero(3), 200);
         assert_eq!(host.run_start(202), 201);
