@@ -5,6 +5,21 @@ mod cmd;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: loading examines attributes on every core and frees them on one, and glibc's
+/// per-thread arenas spent a third of a 1M-indicator load consolidating those cross-thread frees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` (the same index in mimalloc 2 and 3; the crate exports no name for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory goes back to the OS at once instead of after mimalloc's 10 ms delay: a build frees its loading
+/// temporaries while it allocates the snapshot, and with the delay the 10M-indicator peak was 3.6 GB instead of 2.6.
+fn return_freed_memory_at_once() {
+    // SAFETY: sets a process-wide allocator option; mimalloc reads it on every purge.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "iocmatch",
@@ -80,6 +95,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    return_freed_memory_at_once();
     let cli = Cli::parse();
     let level = match cli.command {
         Command::Run(_) | Command::Fetch(_) => "info",

@@ -224,6 +224,19 @@ pub struct AttrMeta {
     pub comment: Option<Box<str>>,
 }
 
+impl AttrMeta {
+    /// Whether `raw` has exactly this meta (its event the same allocation), compared field by field without building
+    /// a key.
+    pub(crate) fn same_as(&self, raw: &crate::load::RawAttribute) -> bool {
+        Arc::ptr_eq(&self.event, &raw.event)
+            && self.category.as_deref() == raw.category.as_deref()
+            && *self.misp_type == *raw.misp_type
+            && self.tags.len() == raw.tags.len()
+            && self.tags.iter().zip(&raw.tags).all(|(a, b)| **a == **b)
+            && self.comment.as_deref() == raw.comment.as_deref()
+    }
+}
+
 impl std::hash::Hash for EventMeta {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.uuid.hash(state);
@@ -389,6 +402,14 @@ impl IndicatorSet {
             .insert_unique(h, inds.len() as u32, |&i| hasher.hash_one(&inds[i as usize].value));
         self.indicators.push(ind);
         true
+    }
+
+    /// Room for `n` more indicators: a loader that knows its line count sizes the set once, instead of growing it
+    /// by doubling (each growth re-hashes every value, a cache miss apiece at millions, and copies the vector).
+    pub fn reserve(&mut self, n: usize) {
+        self.indicators.reserve(n);
+        let (inds, hasher) = (&self.indicators, &self.hasher);
+        self.index.reserve(n, |&i| hasher.hash_one(&inds[i as usize].value));
     }
 
     pub fn len(&self) -> usize {

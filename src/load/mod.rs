@@ -13,7 +13,7 @@ pub(crate) use plain::typed;
 
 use crate::indicator::{
     normalize_attribute, AttrMeta, AttributeOutcome, EventMeta, Indicator, IndicatorSet, Policy, Provenance,
-    RejectReason, Uuid,
+    RejectReason, Rejected, Uuid, Value,
 };
 use hashbrown::HashMap;
 use std::collections::BTreeMap;
@@ -121,6 +121,15 @@ impl LoadStats {
         m
     }
 
+    /// The counts of one MISP type, found without allocating its name once it is known (once per attribute on
+    /// the load path).
+    fn type_stats(&mut self, mtype: &str) -> &mut TypeStats {
+        if !self.by_type.contains_key(mtype) {
+            self.by_type.insert(mtype.to_string(), TypeStats::default());
+        }
+        self.by_type.get_mut(mtype).expect("inserted above")
+    }
+
     pub fn total_rejected(&self) -> usize {
         self.rejected_by_reason().values().sum()
     }
@@ -134,6 +143,22 @@ pub trait Vet: Send + Sync {
     fn vet(&self, misp_type: &str, raw_value: &str, value: &crate::Value) -> Option<String>;
 }
 
+/// Why an attribute was passed over before normalisation.
+#[derive(Debug, Clone, Copy)]
+pub enum Skip {
+    Deleted,
+    NotIds,
+}
+
+/// One attribute examined by [`Loader::examine`]: its lower-cased MISP type and, per part, the value or why it was
+/// rejected, with the list that filters a valid value out.
+#[derive(Debug)]
+pub enum Examined {
+    Skipped(Skip),
+    Unsupported(String),
+    Parts(String, Vec<Result<(Value, Option<String>), Rejected>>),
+}
+
 /// Accumulates indicators from any number of sources into one deduplicated set.
 #[derive(Default)]
 pub struct Loader {
@@ -141,6 +166,7 @@ pub struct Loader {
     set: IndicatorSet,
     stats: LoadStats,
     metas: HashMap<AttrMeta, Arc<AttrMeta>>,
+    last_meta: Option<Arc<AttrMeta>>,
     vetters: Vec<Arc<dyn Vet>>,
     accepted: Option<Vec<RawAttribute>>,
 }
@@ -181,28 +207,74 @@ impl Loader {
 
     /// Applies policy, normalisation and validation to one attribute and records the outcome.
     pub fn add_attribute(&mut self, raw: RawAttribute) {
+        let examined = self.examine(&raw);
+        self.commit(raw, examined);
+    }
+
+    /// The pure half of [`Self::add_attribute`]: policy, normalisation and vetting, with no effect on the loader,
+    /// so big lists run it on every core ([`Self::add_attributes`]) and commit the results in input order.
+    pub fn examine(&self, raw: &RawAttribute) -> Examined {
         let mtype = raw.misp_type.trim().to_ascii_lowercase();
-        if raw.deleted && !self.policy.include_all {
-            self.stats.skipped_deleted += 1;
-            return;
+        let skip = if raw.deleted && !self.policy.include_all {
+            Some(Skip::Deleted)
+        } else if !raw.to_ids && !self.policy.include_all {
+            Some(Skip::NotIds)
+        } else {
+            None
+        };
+        if let Some(skip) = skip {
+            return Examined::Skipped(skip);
         }
-        if !raw.to_ids && !self.policy.include_all {
-            self.stats.skipped_not_ids += 1;
-            return;
+        match normalize_attribute(&mtype, &raw.value, &self.policy) {
+            AttributeOutcome::Unsupported => Examined::Unsupported(mtype),
+            AttributeOutcome::Parts(parts) => {
+                let parts = parts
+                    .into_iter()
+                    .map(|p| {
+                        p.map(|value| {
+                            let list = self.vetters.iter().find_map(|v| v.vet(&mtype, &raw.value, &value));
+                            (value, list)
+                        })
+                    })
+                    .collect();
+                Examined::Parts(mtype, parts)
+            }
         }
-        let parts = match normalize_attribute(&mtype, &raw.value, &self.policy) {
-            AttributeOutcome::Unsupported => {
+    }
+
+    /// Adds many attributes: examined in parallel, committed in input order, so the set, its merge order and the
+    /// report are exactly those of adding them one by one.
+    pub fn add_attributes(&mut self, raws: Vec<RawAttribute>) {
+        use rayon::prelude::*;
+        let examined: Vec<Examined> = raws.par_iter().with_min_len(1024).map(|r| self.examine(r)).collect();
+        for (raw, ex) in raws.into_iter().zip(examined) {
+            self.commit(raw, ex);
+        }
+    }
+
+    /// The sequential half of [`Self::add_attribute`]: counts, provenance and the set.
+    fn commit(&mut self, raw: RawAttribute, examined: Examined) {
+        let (mtype, parts) = match examined {
+            Examined::Skipped(Skip::Deleted) => {
+                self.stats.skipped_deleted += 1;
+                return;
+            }
+            Examined::Skipped(Skip::NotIds) => {
+                self.stats.skipped_not_ids += 1;
+                return;
+            }
+            Examined::Unsupported(mtype) => {
                 *self.stats.unsupported.entry(mtype).or_default() += 1;
                 return;
             }
-            AttributeOutcome::Parts(p) => p,
+            Examined::Parts(mtype, parts) => (mtype, parts),
         };
         let provenance = self.provenance(&raw);
         let mut any = false;
         for part in parts {
             match part {
-                Ok(value) => {
-                    if let Some(list) = self.vetters.iter().find_map(|v| v.vet(&mtype, &raw.value, &value)) {
+                Ok((value, filtered)) => {
+                    if let Some(list) = filtered {
                         *self.stats.filtered.entry(list.clone()).or_default() += 1;
                         let ex = self.stats.filtered_examples.entry(list).or_default();
                         if ex.len() < EXAMPLES_PER_REASON {
@@ -216,7 +288,7 @@ impl Loader {
                         provenance: provenance.clone(),
                         merged: 0,
                     });
-                    let ts = self.stats.by_type.entry(mtype.clone()).or_default();
+                    let ts = self.stats.type_stats(&mtype);
                     if added {
                         ts.loaded += 1;
                     } else {
@@ -224,7 +296,7 @@ impl Loader {
                     }
                 }
                 Err(e) => {
-                    let ts = self.stats.by_type.entry(mtype.clone()).or_default();
+                    let ts = self.stats.type_stats(&mtype);
                     *ts.rejected.entry(e.reason).or_default() += 1;
                     let ex = self.stats.examples.entry((mtype.clone(), e.reason)).or_default();
                     if ex.len() < EXAMPLES_PER_REASON {
@@ -248,21 +320,12 @@ impl Loader {
 
     /// The compact provenance of an attribute, sharing its event, category, type and tags with earlier ones.
     fn provenance(&mut self, raw: &RawAttribute) -> Provenance {
-        let key = AttrMeta {
-            event: raw.event.clone(),
-            category: raw.category.as_deref().map(Box::from),
-            misp_type: raw.misp_type.as_str().into(),
-            tags: raw.tags.iter().map(|t| Box::from(t.as_str())).collect(),
-            comment: raw.comment.as_deref().map(Box::from),
+        let meta = match &self.last_meta {
+            // A list's lines and an event's attributes mostly repeat the previous meta: no key, hash or lookup.
+            Some(m) if m.same_as(raw) => m.clone(),
+            _ => self.intern_meta(raw),
         };
-        let meta = match self.metas.get(&key) {
-            Some(m) => m.clone(),
-            None => {
-                let m = Arc::new(key.clone());
-                self.metas.insert(key, m.clone());
-                m
-            }
-        };
+        self.last_meta = Some(meta.clone());
         let t = raw.misp_type.as_bytes();
         let port = (t.len() > 5 && t[t.len() - 5..].eq_ignore_ascii_case(b"|port"))
             .then(|| raw.value.rsplit_once('|'))
@@ -277,6 +340,25 @@ impl Loader {
                 .timestamp
                 .and_then(|t| u32::try_from(t).ok())
                 .and_then(std::num::NonZeroU32::new),
+        }
+    }
+
+    /// The shared meta of an attribute's event, category, type, tags and comment.
+    fn intern_meta(&mut self, raw: &RawAttribute) -> Arc<AttrMeta> {
+        let key = AttrMeta {
+            event: raw.event.clone(),
+            category: raw.category.as_deref().map(Box::from),
+            misp_type: raw.misp_type.as_str().into(),
+            tags: raw.tags.iter().map(|t| Box::from(t.as_str())).collect(),
+            comment: raw.comment.as_deref().map(Box::from),
+        };
+        match self.metas.get(&key) {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(key.clone());
+                self.metas.insert(key, m.clone());
+                m
+            }
         }
     }
 
@@ -301,6 +383,11 @@ impl Loader {
         let bytes = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
         let bytes = maybe_gunzip(path, bytes)?;
         self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Room for `n` more indicators (see [`IndicatorSet::reserve`]).
+    pub fn reserve(&mut self, n: usize) {
+        self.set.reserve(n);
     }
 
     pub fn stats(&self) -> &LoadStats {

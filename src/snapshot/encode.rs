@@ -11,13 +11,27 @@ use bytemuck::Pod;
 use hashbrown::HashMap;
 use std::net::Ipv6Addr;
 
-/// The sections of a build, in [`Section`] order.
+/// The sections of a build, in [`Section`] order, each still in its typed vector: assembly copies each once into
+/// the snapshot and frees it, so the build never holds a byte copy of every table beside the tables.
 pub struct Sections {
-    parts: Vec<(Section, Vec<u8>)>,
+    parts: Vec<(Section, Part)>,
 }
 
-fn bytes<T: Pod>(v: &[T]) -> Vec<u8> {
-    bytemuck::cast_slice(v).to_vec()
+/// One section's records.
+type Part = Box<dyn AsBytes + Send + Sync>;
+
+trait AsBytes {
+    fn as_bytes(&self) -> &[u8];
+}
+
+impl<T: Pod> AsBytes for Vec<T> {
+    fn as_bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(self)
+    }
+}
+
+fn part<T: Pod + Send + Sync>(v: Vec<T>) -> Part {
+    Box::new(v)
 }
 
 /// Interns metas and events, writing their records.
@@ -243,33 +257,48 @@ pub fn sections(indicators: &[Indicator]) -> Sections {
         *a = hash_ids.flatten(*a, &mut pool);
     }
     info.keys = [hosts.len() as u32, hashes.len() as u32, v6urls.len() as u32, 0];
-    let mut extras = Vec::new();
-    let hosts = hosts.finish(&mut extras);
-    let hashes = hashes.finish(&mut extras);
-    let v6urls = v6urls.finish(&mut extras);
-    let ips = ips.finish(&mut pool);
+    // The tables are laid out on every core: each lays its extras out alone, rebased after the others' in the
+    // order hosts, hashes, IPv6 URLs, so the bytes are those of a sequential build.
+    let finish = |t: TableBuilder| {
+        let mut x = Vec::new();
+        let built = t.finish(&mut x);
+        (built, x)
+    };
+    let ((hosts, mut extras), ((mut hashes, hash_x), ((mut v6urls, v6_x), ips))) = rayon::join(
+        || finish(hosts),
+        || {
+            rayon::join(
+                || finish(hashes),
+                || rayon::join(|| finish(v6urls), || ips.finish(&mut pool)),
+            )
+        },
+    );
+    hashes.rebase(extras.len() as u32);
+    extras.extend(hash_x);
+    v6urls.rebase(extras.len() as u32);
+    extras.extend(v6_x);
     let parts = vec![
-        (Section::Info, bytes(std::slice::from_ref(&info))),
-        (Section::Strings, std::mem::take(&mut arena.bytes)),
-        (Section::Indicators, bytes(&recs)),
-        (Section::Metas, bytes(&prov.meta_recs)),
-        (Section::Events, bytes(&prov.event_recs)),
-        (Section::StrLists, bytes(&prov.lists)),
-        (Section::HostSlots, bytes(&hosts.slots)),
-        (Section::HostBloom, bytes(&hosts.bloom)),
-        (Section::HostExtraDir, bytes(&hosts.extra_dir)),
-        (Section::HashSlots, bytes(&hashes.slots)),
-        (Section::HashBloom, bytes(&hashes.bloom)),
-        (Section::V6UrlSlots, bytes(&v6urls.slots)),
-        (Section::V6UrlBloom, bytes(&v6urls.bloom)),
-        (Section::V6UrlExtraDir, bytes(&v6urls.extra_dir)),
-        (Section::Extras, bytes(&extras)),
-        (Section::Pool, bytes(&pool)),
-        (Section::V4Summary, bytes(&ips.v4_16)),
-        (Section::V4Levels, bytes(&ips.v4_levels)),
-        (Section::V4Slots, bytes(&ips.v4_slots)),
-        (Section::V6Levels, bytes(&ips.v6_levels)),
-        (Section::V6Slots, bytes(&ips.v6_slots)),
+        (Section::Info, part(vec![info])),
+        (Section::Strings, part(std::mem::take(&mut arena.bytes))),
+        (Section::Indicators, part(recs)),
+        (Section::Metas, part(prov.meta_recs)),
+        (Section::Events, part(prov.event_recs)),
+        (Section::StrLists, part(prov.lists)),
+        (Section::HostSlots, part(hosts.slots)),
+        (Section::HostBloom, part(hosts.bloom)),
+        (Section::HostExtraDir, part(hosts.extra_dir)),
+        (Section::HashSlots, part(hashes.slots)),
+        (Section::HashBloom, part(hashes.bloom)),
+        (Section::V6UrlSlots, part(v6urls.slots)),
+        (Section::V6UrlBloom, part(v6urls.bloom)),
+        (Section::V6UrlExtraDir, part(v6urls.extra_dir)),
+        (Section::Extras, part(extras)),
+        (Section::Pool, part(pool)),
+        (Section::V4Summary, part(ips.v4_16)),
+        (Section::V4Levels, part(ips.v4_levels)),
+        (Section::V4Slots, part(ips.v4_slots)),
+        (Section::V6Levels, part(ips.v6_levels)),
+        (Section::V6Slots, part(ips.v6_slots)),
     ];
     debug_assert!(parts.iter().map(|(s, _)| *s).eq(Section::ALL));
     Sections { parts }
@@ -293,19 +322,29 @@ impl Sections {
         let table_len = self.parts.len() * std::mem::size_of::<SectionEntry>();
         let mut at = align(HEADER_LEN + table_len);
         let mut entries = Vec::with_capacity(self.parts.len());
-        for (s, b) in &self.parts {
+        let sums: Vec<u64> = {
+            use rayon::prelude::*;
+            self.parts
+                .par_iter()
+                .map(|(_, b)| xxhash_rust::xxh3::xxh3_64(b.as_bytes()))
+                .collect()
+        };
+        for ((s, b), xxh3) in self.parts.iter().zip(sums) {
+            let len = b.as_bytes().len();
             entries.push(SectionEntry {
                 id: *s as u32,
                 _pad: 0,
                 offset: at as u64,
-                len: b.len() as u64,
-                xxh3: xxhash_rust::xxh3::xxh3_64(b),
+                len: len as u64,
+                xxh3,
             });
-            at = align(at + b.len());
+            at = align(at + len);
         }
         let mut out = memmap2::MmapMut::map_anon(at.max(1)).expect("anonymous memory for the snapshot");
+        // Each part is freed as soon as it is copied, so the peak is the parts plus the pages written so far.
         for ((_, b), e) in self.parts.into_iter().zip(&entries) {
-            out[e.offset as usize..e.offset as usize + b.len()].copy_from_slice(&b);
+            let b = b.as_bytes();
+            out[e.offset as usize..e.offset as usize + b.len()].copy_from_slice(b);
         }
         let table: &[u8] = bytemuck::cast_slice(&entries);
         out[HEADER_LEN..HEADER_LEN + table_len].copy_from_slice(table);

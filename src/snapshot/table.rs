@@ -138,6 +138,15 @@ pub struct BuiltTable {
     pub extra_dir: Vec<ExtraDir>,
 }
 
+impl BuiltTable {
+    /// Moves the table's extras to start at `base` in the shared extras section.
+    pub fn rebase(&mut self, base: u32) {
+        for d in &mut self.extra_dir {
+            d.first += base;
+        }
+    }
+}
+
 impl TableBuilder {
     /// A builder whose new entries start with values `init`.
     pub fn new(capacity: usize, init: (u32, u32)) -> Self {
