@@ -30,6 +30,13 @@ else
   echo "note: could not install pyzmq; tests/zmq.rs will say so and skip" >&2
 fi
 
+# Hyperscan for bench --compare (Python package from PyPI), required once installed.
+if python3 -c "import hyperscan" >/dev/null 2>&1 || python3 -m pip install -q hyperscan >/dev/null 2>&1; then
+  export IOCMATCH_REQUIRE_HYPERSCAN=1
+else
+  echo "note: could not install hyperscan; the bench test will accept its absence" >&2
+fi
+
 # A real Kafka-protocol broker for tests/stream.rs (about 13 minutes to build once; reused afterwards).
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
   echo "installing tansu (Kafka-compatible broker) with cargo install; this takes a while once"

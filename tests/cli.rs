@@ -476,6 +476,60 @@ fn bench_into_a_file_shows_no_progress_bar_or_colour() {
 }
 
 #[test]
+fn bench_real_scans_the_given_log_files_and_compares_hyperscan_when_installed() {
+    let logs = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/logs");
+    let out = Command::new(env!("CARGO_BIN_EXE_iocmatch"))
+        .args([
+            "bench",
+            "--indicators",
+            "2k",
+            "--repeat",
+            "1",
+            "--json",
+            "--compare",
+            "--real",
+            logs,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &rows[0];
+    // Every line of every file in the directory (PROVENANCE.md included: it is a regular file there).
+    let mut want_bytes = 0;
+    let mut want_lines = 0;
+    for e in std::fs::read_dir(logs).unwrap() {
+        let text = std::fs::read(e.unwrap().path()).unwrap();
+        want_bytes += text.len() + usize::from(!text.ends_with(b"\n"));
+        want_lines += text.iter().filter(|b| **b == b'\n').count() + usize::from(!text.ends_with(b"\n"));
+    }
+    assert_eq!(row["log_bytes"], want_bytes);
+    assert_eq!(row["lines"], want_lines);
+    assert_eq!(row["real_logs"], true);
+    assert_eq!(row["hits_planted"], 0);
+    let tools: Vec<&str> = row["compare"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["grep", "rg", "hyperscan"]);
+    let hs = &row["compare"][2];
+    if std::env::var_os("IOCMATCH_REQUIRE_HYPERSCAN").is_some() {
+        assert!(hs["mb_s"].as_f64().unwrap() > 0.0, "{hs}");
+        assert!(hs["compile_seconds"].as_f64().unwrap() > 0.0, "{hs}");
+    } else {
+        assert!(hs["mb_s"].as_f64().unwrap() > 0.0 || hs["note"].as_str().unwrap().contains("hyperscan"));
+    }
+    let missing = Command::new(env!("CARGO_BIN_EXE_iocmatch"))
+        .args(["bench", "--indicators", "1k", "--real", "/nonexistent-dir"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent-dir"));
+}
+
+#[test]
 fn maltrail_style_lists_load_host_port_lines_and_reject_bare_paths_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("trail.txt");

@@ -1,6 +1,8 @@
 //! `iocmatch bench`: size a deployment on this hardware. For each indicator count it generates a deterministic
 //! workload, builds the snapshot, and measures build time, resident memory, scan throughput on one thread and on all
-//! cores, and hits found against hits planted. `--compare` runs `grep -F -f` and `rg -F -f` on the same files.
+//! cores, and hits found against hits planted. `--real DIR` scans the user's own log files instead of generated
+//! lines. `--compare` runs `grep -F -f`, `rg -F -f` and, when the Python `hyperscan` package is installed,
+//! Hyperscan (literal, caseless, block mode) on the same files and literals.
 
 use anyhow::{bail, Context, Result};
 use iocmatch::bench::{best_scan, generate, indicator_set, literal, Workload, WorkloadSpec};
@@ -30,9 +32,20 @@ pub struct BenchArgs {
     /// Scan repetitions; the best run counts.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Also time `grep -F -f` and `rg -F -f` on the same files and literals.
+    /// Also time `grep -F -f`, `rg -F -f` and Hyperscan (Python `hyperscan` package) on the same files and
+    /// literals.
     #[arg(long)]
     pub compare: bool,
+    /// grep and rg are compared only up to this many literals: rg took 7.4 GB of memory for 1M here.
+    #[arg(long, default_value = "1M")]
+    pub compare_max: String,
+    /// Hyperscan is compared only up to this many literals: its compile time grows steeply (77 s for 1M here).
+    #[arg(long, default_value = "1M")]
+    pub hyperscan_max: String,
+    /// Scan the log files in this directory (every regular file, in name order, `.gz` decompressed) instead of
+    /// generated lines: sizing on your own logs. No hits are planted in them; hits found are reported as found.
+    #[arg(long, value_name = "DIR")]
+    pub real: Option<PathBuf>,
     /// Write the generated logs and indicators (MISP restSearch JSON and a plain list) here.
     #[arg(long, value_name = "DIR")]
     pub write: Option<PathBuf>,
@@ -60,12 +73,16 @@ struct Row {
     speedup: f64,
     hits_planted: usize,
     hits_found: u64,
+    /// Scanned the user's logs (`--real`): nothing planted.
+    real_logs: bool,
     compare: Vec<ToolRow>,
 }
 
 #[derive(Serialize, Debug)]
 struct ToolRow {
     tool: String,
+    /// Pattern compile time, for tools that report it (Hyperscan).
+    compile_seconds: Option<f64>,
     seconds: f64,
     mb_s: f64,
     max_rss_bytes: i64,
@@ -97,11 +114,8 @@ fn rss_bytes() -> i64 {
 
 /// Returns freed heap to the OS so RSS deltas measure what is live.
 fn trim_heap() {
-    // SAFETY: malloc_trim only releases free memory held by glibc's allocator.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    // SAFETY: mi_collect only frees memory mimalloc (the global allocator, see main.rs) holds unused.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -116,13 +130,24 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             args.lines, args.hit_rate, args.seed
         );
     }
+    let real = match &args.real {
+        Some(dir) => Some(read_real_logs(dir)?),
+        None => None,
+    };
+    let hyperscan_max = parse_size(&args.hyperscan_max)?;
+    let compare_max = parse_size(&args.compare_max)?;
     for n in sizes {
-        let w = generate(&WorkloadSpec {
+        let mut w = generate(&WorkloadSpec {
             seed: args.seed,
             indicators: n,
-            lines: args.lines,
+            lines: if real.is_some() { 0 } else { args.lines },
             hit_rate: args.hit_rate,
         });
+        if let Some((lines, count)) = &real {
+            w.lines.clone_from(lines);
+            w.line_count = *count;
+            w.planted = 0;
+        }
         let dir = match &args.write {
             Some(d) => {
                 let d = d.join(format!("n{n}"));
@@ -160,22 +185,36 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             speedup: t1 / tn,
             hits_planted: w.planted,
             hits_found: s1.lines_with_hits,
+            real_logs: real.is_some(),
             compare: Vec::new(),
         };
         drop(snap);
         if args.compare {
+            let skipped = |tool: &str, flag: &str, max: &str| ToolRow {
+                note: format!("not run above --{flag} {max}"),
+                ..ToolRow::new(tool)
+            };
+            let (grep_rg, hs) = (n <= compare_max, n <= hyperscan_max);
             let tmp;
             let d = match &dir {
                 Some(d) => d.clone(),
-                None => {
+                None if grep_rg || hs => {
                     tmp = tempfile::tempdir().context("creating a temporary directory")?;
                     write_workload(tmp.path(), &w)?;
                     tmp.path().to_path_buf()
                 }
+                None => PathBuf::new(),
             };
             for tool in ["grep", "rg"] {
-                row.compare.push(run_tool(tool, &d, mb, row.scan_1t_mb_s));
+                row.compare.push(match grep_rg {
+                    true => run_tool(tool, &d, mb, row.scan_1t_mb_s),
+                    false => skipped(tool, "compare-max", &args.compare_max),
+                });
             }
+            row.compare.push(match hs {
+                true => run_hyperscan(&d, mb, row.scan_1t_mb_s),
+                false => skipped("hyperscan", "hyperscan-max", &args.hyperscan_max),
+            });
         }
         if !args.json {
             print_row(&row);
@@ -187,13 +226,36 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         println!();
     } else if args.compare {
         println!(
-            "\nNote: grep and rg see only the literal values: no domain-suffix, token-boundary or CIDR rules, so they"
+            "\nNote: grep, rg and Hyperscan see only the literal values: no domain-suffix, token-boundary or CIDR rules, so they"
         );
         println!(
             "miss subdomains and addresses inside networks and report look-alikes that iocmatch correctly rejects."
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every regular file of `dir` in name order (gzip decompressed), as one buffer of lines, and its line count.
+fn read_real_logs(dir: &Path) -> Result<(Vec<u8>, usize)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut buf = Vec::new();
+    for f in &files {
+        let mut r = iocmatch::source::open_input(f).with_context(|| format!("opening {}", f.display()))?;
+        std::io::Read::read_to_end(&mut r, &mut buf).with_context(|| format!("reading {}", f.display()))?;
+        if !buf.is_empty() && !buf.ends_with(b"\n") {
+            buf.push(b'\n');
+        }
+    }
+    if buf.is_empty() {
+        bail!("no log lines in {}", dir.display());
+    }
+    let lines = memchr::memchr_iter(b'\n', &buf).count();
+    Ok((buf, lines))
 }
 
 fn print_row(r: &Row) {
@@ -208,7 +270,7 @@ fn print_row(r: &Row) {
         r.bytes_per_indicator
     );
     println!(
-        "{:>10} scan 1 thread: {:>8.1} MB/s {:>11.0} lines/s | {} threads: {:>8.1} MB/s {:>11.0} lines/s ({:.2}x) | hits {}/{} planted",
+        "{:>10} scan 1 thread: {:>8.1} MB/s {:>11.0} lines/s | {} threads: {:>8.1} MB/s {:>11.0} lines/s ({:.2}x) | {}",
         "",
         r.scan_1t_mb_s,
         r.scan_1t_lines_s,
@@ -216,13 +278,20 @@ fn print_row(r: &Row) {
         r.scan_nt_mb_s,
         r.scan_nt_lines_s,
         r.speedup,
-        r.hits_found,
-        r.hits_planted
+        if r.real_logs {
+            format!("{} lines with hits (real logs, none planted)", r.hits_found)
+        } else {
+            format!("hits {}/{} planted", r.hits_found, r.hits_planted)
+        }
     );
     for t in &r.compare {
         if t.seconds > 0.0 {
+            let how = match t.compile_seconds {
+                Some(c) => format!("(compile {c:.2} s)"),
+                None => "-F -f:".to_string(),
+            };
             println!(
-                "{:>10} {:<4} -F -f: {:>8.1} MB/s in {:.2} s, max RSS {:.1} MB | iocmatch 1 thread / this = {:.1}x",
+                "{:>10} {:<4} {how} {:>8.1} MB/s in {:.2} s, max RSS {:.1} MB | iocmatch 1 thread / this = {:.1}x",
                 "",
                 t.tool,
                 t.mb_s,
@@ -236,16 +305,66 @@ fn print_row(r: &Row) {
     }
 }
 
+impl ToolRow {
+    fn new(tool: &str) -> Self {
+        ToolRow {
+            tool: tool.to_string(),
+            compile_seconds: None,
+            seconds: 0.0,
+            mb_s: 0.0,
+            max_rss_bytes: 0,
+            iocmatch_speed_ratio: 0.0,
+            note: String::new(),
+        }
+    }
+}
+
+/// The Hyperscan timing script, run by the machine's `python3` (embedded, so an installed binary has it).
+const HYPERSCAN_SCRIPT: &str = include_str!("../../scripts/hyperscan_scan.py");
+
+/// Hyperscan on the same literals and logs: compile time, the best of three block-mode scans (the file read
+/// into memory first, as iocmatch's bench scans from memory) and the peak RSS the script reports.
+fn run_hyperscan(dir: &Path, mb: f64, ours: f64) -> ToolRow {
+    let mut row = ToolRow::new("hyperscan");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(HYPERSCAN_SCRIPT)
+        .arg(dir.join("literals.txt"))
+        .arg(dir.join("logs.txt"))
+        .stderr(Stdio::piped())
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            row.note = format!("not run (python3: {e})");
+            return row;
+        }
+    };
+    if out.status.code() == Some(3) {
+        row.note = "not available: `pip install hyperscan` to compare".into();
+        return row;
+    }
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+    let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k)).and_then(|v| v.as_f64());
+    match (field("scan_seconds"), out.status.success()) {
+        (Some(secs), true) if secs > 0.0 => {
+            row.compile_seconds = field("compile_seconds");
+            row.seconds = secs;
+            row.mb_s = mb / secs;
+            row.max_rss_bytes = field("max_rss_bytes").unwrap_or(0.0) as i64;
+            row.iocmatch_speed_ratio = ours / row.mb_s;
+        }
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            row.note = format!("failed: {}", err.lines().last().unwrap_or("no output"));
+        }
+    }
+    row
+}
+
 /// Runs `tool -F -f literals.txt -c logs.txt`, measuring wall time and the child's peak RSS.
 fn run_tool(tool: &str, dir: &Path, mb: f64, ours: f64) -> ToolRow {
-    let mut row = ToolRow {
-        tool: tool.to_string(),
-        seconds: 0.0,
-        mb_s: 0.0,
-        max_rss_bytes: 0,
-        iocmatch_speed_ratio: 0.0,
-        note: String::new(),
-    };
+    let mut row = ToolRow::new(tool);
     let started = Instant::now();
     let child = Command::new(tool)
         .args(["-F", "-c", "-f"])

@@ -159,6 +159,46 @@ pub enum Examined {
     Parts(String, Vec<Result<(Value, Option<String>), Rejected>>),
 }
 
+/// The policy and vetters of a [`Loader`], apart from its set and counts.
+#[derive(Clone)]
+pub struct Examiner {
+    policy: Policy,
+    vetters: Vec<Arc<dyn Vet>>,
+}
+
+impl Examiner {
+    /// The pure half of [`Loader::add_attribute`]: policy, normalisation and vetting, with no effect on the
+    /// loader, so big lists run it on every core and commit the results in input order.
+    pub fn examine(&self, raw: &RawAttribute) -> Examined {
+        let mtype = raw.misp_type.trim().to_ascii_lowercase();
+        let skip = if raw.deleted && !self.policy.include_all {
+            Some(Skip::Deleted)
+        } else if !raw.to_ids && !self.policy.include_all {
+            Some(Skip::NotIds)
+        } else {
+            None
+        };
+        if let Some(skip) = skip {
+            return Examined::Skipped(skip);
+        }
+        match normalize_attribute(&mtype, &raw.value, &self.policy) {
+            AttributeOutcome::Unsupported => Examined::Unsupported(mtype),
+            AttributeOutcome::Parts(parts) => {
+                let parts = parts
+                    .into_iter()
+                    .map(|p| {
+                        p.map(|value| {
+                            let list = self.vetters.iter().find_map(|v| v.vet(&mtype, &raw.value, &value));
+                            (value, list)
+                        })
+                    })
+                    .collect();
+                Examined::Parts(mtype, parts)
+            }
+        }
+    }
+}
+
 /// Accumulates indicators from any number of sources into one deduplicated set.
 #[derive(Default)]
 pub struct Loader {
@@ -211,43 +251,24 @@ impl Loader {
         self.commit(raw, examined);
     }
 
-    /// The pure half of [`Self::add_attribute`]: policy, normalisation and vetting, with no effect on the loader,
-    /// so big lists run it on every core ([`Self::add_attributes`]) and commit the results in input order.
+    /// The pure half of [`Self::add_attribute`] (see [`Examiner`]).
     pub fn examine(&self, raw: &RawAttribute) -> Examined {
-        let mtype = raw.misp_type.trim().to_ascii_lowercase();
-        let skip = if raw.deleted && !self.policy.include_all {
-            Some(Skip::Deleted)
-        } else if !raw.to_ids && !self.policy.include_all {
-            Some(Skip::NotIds)
-        } else {
-            None
-        };
-        if let Some(skip) = skip {
-            return Examined::Skipped(skip);
-        }
-        match normalize_attribute(&mtype, &raw.value, &self.policy) {
-            AttributeOutcome::Unsupported => Examined::Unsupported(mtype),
-            AttributeOutcome::Parts(parts) => {
-                let parts = parts
-                    .into_iter()
-                    .map(|p| {
-                        p.map(|value| {
-                            let list = self.vetters.iter().find_map(|v| v.vet(&mtype, &raw.value, &value));
-                            (value, list)
-                        })
-                    })
-                    .collect();
-                Examined::Parts(mtype, parts)
-            }
+        self.examiner().examine(raw)
+    }
+
+    /// What examining needs, owned: a list loader examines its next batch on the other cores with it while this
+    /// loader commits the previous one.
+    pub fn examiner(&self) -> Examiner {
+        Examiner {
+            policy: self.policy.clone(),
+            vetters: self.vetters.clone(),
         }
     }
 
-    /// Adds many attributes: examined in parallel, committed in input order, so the set, its merge order and the
+    /// Commits attributes examined elsewhere ([`Examiner::examine`]), in order: the set, its merge order and the
     /// report are exactly those of adding them one by one.
-    pub fn add_attributes(&mut self, raws: Vec<RawAttribute>) {
-        use rayon::prelude::*;
-        let examined: Vec<Examined> = raws.par_iter().with_min_len(1024).map(|r| self.examine(r)).collect();
-        for (raw, ex) in raws.into_iter().zip(examined) {
+    pub fn add_examined(&mut self, items: Vec<(RawAttribute, Examined)>) {
+        for (raw, ex) in items {
             self.commit(raw, ex);
         }
     }

@@ -4,7 +4,7 @@
 //! signature-base's `hash;description` files and many CSV-ish lists, `value;note` and `value,note`. The comment is kept
 //! in the indicator's provenance (`misp.attribute.comment` in hits).
 
-use super::{LoadError, Loader, RawAttribute};
+use super::{Examined, LoadError, Loader, RawAttribute};
 use crate::indicator::{
     classify_plain, is_host_byte, normalize_attribute, refang, AttributeOutcome, EventMeta, Policy,
 };
@@ -19,20 +19,33 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
     use rayon::prelude::*;
     let event = Arc::new(EventMeta::default());
     loader.reserve(memchr::memchr_iter(b'\n', bytes).count() + 1);
+    let examiner = loader.examiner();
     let mut lines = bytes.split(|b| *b == b'\n').enumerate();
-    loop {
+    // Parsed and examined on every core, committed in order on one: batch k is committed while batch k + 1 is
+    // examined, so the commit (dedupe, counts) overlaps the parallel part instead of following it.
+    // `None` at the end of input (a batch of only comments is an empty `Some`).
+    let mut examine_next = || -> Option<Vec<(RawAttribute, Examined)>> {
         let batch: Vec<(usize, &[u8])> = lines.by_ref().take(BATCH).collect();
         if batch.is_empty() {
-            return Ok(());
+            return None;
         }
-        let policy = loader.policy();
-        let raws: Vec<RawAttribute> = batch
+        let examined = batch
             .par_iter()
             .with_min_len(1024)
-            .filter_map(|&(i, line)| attribute(name, i + 1, line, &event, policy))
+            .filter_map(|&(i, line)| attribute(name, i + 1, line, &event, &examiner.policy))
+            .map(|raw| {
+                let ex = examiner.examine(&raw);
+                (raw, ex)
+            })
             .collect();
-        loader.add_attributes(raws);
+        Some(examined)
+    };
+    let mut pending = examine_next();
+    while let Some(batch) = pending {
+        let ((), next) = rayon::join(|| loader.add_examined(batch), &mut examine_next);
+        pending = next;
     }
+    Ok(())
 }
 
 /// The attribute of list line `n`, or `None` for a blank or comment line.
@@ -119,7 +132,12 @@ mod tests {
         use super::{attribute, BATCH};
         use crate::load::Loader;
         let mut text = String::new();
-        for i in 0..BATCH + 5000 {
+        for i in 0..2 * BATCH + 5000 {
+            if (BATCH..2 * BATCH).contains(&i) {
+                // A whole batch of comments between values: loading goes on after it.
+                text.push_str("# nothing here\n");
+                continue;
+            }
             match i % 7 {
                 0 => text.push_str(&format!("dup{}.example.com # seen {i}\n", i % 3000)),
                 1 => text.push_str("# a comment\n\n"),
@@ -141,6 +159,9 @@ mod tests {
         let (a, sa) = batched.finish();
         let (b, sb) = one_by_one.finish();
         assert!(a.len() > 10_000);
+        assert!(a
+            .iter()
+            .any(|i| i.value.to_string() == format!("host{}.evil.net", 2 * BATCH + 4999)));
         assert!(
             a.iter().eq(b.iter()),
             "the same indicators, merges and provenance, in the same order"
