@@ -41,6 +41,7 @@ pub mod config;
 pub mod export;
 pub mod indicator;
 pub mod load;
+pub mod memory;
 pub mod refresh;
 pub mod scan;
 pub mod shutdown;

@@ -112,12 +112,6 @@ fn rss_bytes() -> i64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Returns freed heap to the OS so RSS deltas measure what is live.
-fn trim_heap() {
-    // SAFETY: mi_collect only frees memory mimalloc (the global allocator, see main.rs) holds unused.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-}
-
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let sizes: Vec<usize> = args.indicators.iter().map(|s| parse_size(s)).collect::<Result<_>>()?;
     let threads = args
@@ -156,7 +150,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             }
             None => None,
         };
-        trim_heap();
+        iocmatch::memory::release_freed();
         let before = rss_bytes();
         let started = Instant::now();
         let set = indicator_set(&w.indicators);
@@ -164,7 +158,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let started = Instant::now();
         let snap = Snapshot::build(set, 1);
         let build_seconds = started.elapsed().as_secs_f64();
-        trim_heap();
+        iocmatch::memory::release_freed();
         let resident = rss_bytes() - before;
         let (t1, s1) = best_scan(&snap, &w.lines, 1, args.repeat);
         let (tn, _) = best_scan(&snap, &w.lines, threads, args.repeat);

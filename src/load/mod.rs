@@ -441,6 +441,7 @@ pub fn load_paths(paths: &[PathBuf], policy: Policy) -> Result<(IndicatorSet, Lo
     for p in paths {
         loader.load_path(p)?;
     }
+    crate::memory::release_freed();
     Ok(loader.finish())
 }
 

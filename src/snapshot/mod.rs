@@ -72,6 +72,7 @@ impl Compiled {
         let n = indicators.len() as u32;
         // Freed before the sections are assembled: the peak holds the sections and the layout, not the set too.
         drop(indicators);
+        crate::memory::release_freed();
         let facts = encode::HeaderFacts {
             version,
             built_at_ms: SystemTime::now()
