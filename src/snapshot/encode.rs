@@ -10,6 +10,7 @@ use crate::indicator::{AttrMeta, EventMeta, Indicator, Kind, Value};
 use bytemuck::Pod;
 use hashbrown::HashMap;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 /// The sections of a build, in [`Section`] order, each still in its typed vector: assembly copies each once into
 /// the snapshot and frees it, so the build never holds a byte copy of every table beside the tables.
@@ -34,19 +35,20 @@ fn part<T: Pod + Send + Sync>(v: Vec<T>) -> Part {
     Box::new(v)
 }
 
-/// Interns metas and events, writing their records.
+/// Interns metas and events, writing their records. It holds its own `Arc`s, so the indicators can be freed one by
+/// one while the build goes on.
 #[derive(Default)]
-struct Provenance<'a> {
+struct Provenance {
     /// The loader interns metas, so most indicators share an `Arc`: looked up by pointer first, by content after.
-    last: Option<(*const AttrMeta, u32)>,
-    metas: HashMap<&'a AttrMeta, u32>,
-    events: HashMap<&'a EventMeta, u32>,
+    last: Option<(Arc<AttrMeta>, u32)>,
+    metas: HashMap<Arc<AttrMeta>, u32>,
+    events: HashMap<Arc<EventMeta>, u32>,
     meta_recs: Vec<MetaRec>,
     event_recs: Vec<EventRec>,
     lists: Vec<StrRef>,
 }
 
-impl<'a> Provenance<'a> {
+impl Provenance {
     fn list<'s>(&mut self, arena: &mut Arena, items: impl Iterator<Item = &'s str>) -> ListRef {
         let first = self.lists.len() as u32;
         for s in items {
@@ -58,22 +60,22 @@ impl<'a> Provenance<'a> {
         }
     }
 
-    fn meta(&mut self, arena: &mut Arena, m: &'a AttrMeta) -> u32 {
-        if let Some((p, i)) = self.last {
-            if std::ptr::eq(p, m) {
-                return i;
+    fn meta(&mut self, arena: &mut Arena, m: &Arc<AttrMeta>) -> u32 {
+        if let Some((p, i)) = &self.last {
+            if Arc::ptr_eq(p, m) {
+                return *i;
             }
         }
         let i = self.intern(arena, m);
-        self.last = Some((m as *const AttrMeta, i));
+        self.last = Some((m.clone(), i));
         i
     }
 
-    fn intern(&mut self, arena: &mut Arena, m: &'a AttrMeta) -> u32 {
+    fn intern(&mut self, arena: &mut Arena, m: &Arc<AttrMeta>) -> u32 {
         if let Some(&i) = self.metas.get(m) {
             return i;
         }
-        let event = match self.events.get(&*m.event) {
+        let event = match self.events.get(&m.event) {
             Some(&e) => e,
             None => {
                 let e = &*m.event;
@@ -85,7 +87,7 @@ impl<'a> Provenance<'a> {
                 };
                 self.event_recs.push(rec);
                 let i = self.event_recs.len() as u32 - 1;
-                self.events.insert(e, i);
+                self.events.insert(m.event.clone(), i);
                 i
             }
         };
@@ -98,7 +100,7 @@ impl<'a> Provenance<'a> {
         };
         self.meta_recs.push(rec);
         let i = self.meta_recs.len() as u32 - 1;
-        self.metas.insert(m, i);
+        self.metas.insert(m.clone(), i);
         i
     }
 }
@@ -107,8 +109,9 @@ fn kind_index(k: Kind) -> u8 {
     Kind::ALL.iter().position(|x| *x == k).expect("every kind is listed") as u8
 }
 
-/// Lays out every section for `indicators` (ids are their positions).
-pub fn sections(indicators: &[Indicator]) -> Sections {
+/// Lays out every section for `indicators` (ids are their positions). Each indicator is dropped once laid out,
+/// so its strings are freed while the tables grow.
+pub fn sections(indicators: Vec<Indicator>) -> Sections {
     let mut arena = Arena::default();
     let host_n = indicators
         .iter()
@@ -134,7 +137,7 @@ pub fn sections(indicators: &[Indicator]) -> Sections {
         keys: [0; 4],
     };
     let mut recs = Vec::with_capacity(indicators.len());
-    for (id, ind) in indicators.iter().enumerate() {
+    for (id, ind) in indicators.into_iter().enumerate() {
         let id = id as u32;
         let kind = ind.value.kind();
         info.counts[kind_index(kind) as usize] += 1;
@@ -235,9 +238,9 @@ pub fn sections(indicators: &[Indicator]) -> Sections {
         let uuid = match p.attribute_uuid {
             Some(u) => {
                 flags |= IND_UUID;
-                u.0
+                arena.push(&u.0).off
             }
-            None => [0; 16],
+            None => NONE,
         };
         recs.push(IndRec {
             value,
@@ -343,8 +346,12 @@ impl Sections {
         let mut out = memmap2::MmapMut::map_anon(at.max(1)).expect("anonymous memory for the snapshot");
         // Each part is freed as soon as it is copied, so the peak is the parts plus the pages written so far.
         for ((_, b), e) in self.parts.into_iter().zip(&entries) {
-            let b = b.as_bytes();
-            out[e.offset as usize..e.offset as usize + b.len()].copy_from_slice(b);
+            let bytes = b.as_bytes();
+            out[e.offset as usize..e.offset as usize + bytes.len()].copy_from_slice(bytes);
+            if bytes.len() >= 1 << 20 {
+                drop(b);
+                crate::memory::release_freed();
+            }
         }
         let table: &[u8] = bytemuck::cast_slice(&entries);
         out[HEADER_LEN..HEADER_LEN + table_len].copy_from_slice(table);

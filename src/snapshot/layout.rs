@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 /// First eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"IOCMSNAP";
 /// Bumped whenever a record or section changes meaning; a file of another version is refused, not guessed at.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Header bytes before the section table.
 pub const HEADER_LEN: usize = 64;
 /// Every section starts at a multiple of this, so each record type can be viewed in place.
@@ -182,7 +182,9 @@ pub struct IndRec {
     /// [`IND_UUID`], [`IND_RANGE`].
     pub flags: u8,
     pub _pad: [u8; 2],
-    pub uuid: [u8; 16],
+    /// Arena offset of the attribute's 16 UUID bytes when [`IND_UUID`] is set: a plain list has none, so a record
+    /// is 32 bytes rather than 44 with the UUID inline (120 MB at 10M).
+    pub uuid: u32,
 }
 
 pub const IND_UUID: u8 = 1;

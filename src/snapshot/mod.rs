@@ -68,10 +68,9 @@ impl Compiled {
     /// Lays out `indicators` (ids are their positions). Linear in the set; the indicators can be dropped after.
     pub fn build(indicators: Vec<Indicator>, version: u64) -> Compiled {
         let started = Instant::now();
-        let sections = encode::sections(&indicators);
         let n = indicators.len() as u32;
-        // Freed before the sections are assembled: the peak holds the sections and the layout, not the set too.
-        drop(indicators);
+        // The set is consumed: the peak holds the sections and the layout, not the set too.
+        let sections = encode::sections(indicators);
         crate::memory::release_freed();
         let facts = encode::HeaderFacts {
             version,
@@ -227,7 +226,11 @@ impl Compiled {
             value,
             provenance: Provenance {
                 meta: self.metas.get(r.meta as usize).cloned().unwrap_or_default(),
-                attribute_uuid: (r.flags & IND_UUID != 0).then_some(Uuid(r.uuid)),
+                attribute_uuid: (r.flags & IND_UUID != 0)
+                    .then(|| self.t.arena.get(r.uuid as usize..r.uuid as usize + 16))
+                    .flatten()
+                    .and_then(|b| b.try_into().ok())
+                    .map(Uuid),
                 timestamp: std::num::NonZeroU32::new(r.timestamp),
                 port: std::num::NonZeroU16::new(r.port),
             },

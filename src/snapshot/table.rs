@@ -1,7 +1,7 @@
 //! A flat, case-folding byte-key hash table with a blocked Bloom prefilter: how hosts, digests and IPv6 URL hosts
 //! are looked up, in place, from the snapshot's bytes.
 //!
-//! Slots are 16 bytes (four to a cache line), linearly probed, at most two-thirds full; a slot keeps a 32-bit tag
+//! Slots are 16 bytes (four to a cache line), linearly probed, two-thirds full; a slot keeps a 32-bit tag
 //! of the key's hash so a probe compares key bytes only when the tag agrees. Keys live length-prefixed in the
 //! snapshot's string arena (a domain's key is its value's text, stored once). The scanner hashes a host token right
 //! to left ([`super::keys::RevHasher`]), so every label suffix has its hash from one pass; the one-word Bloom filter
@@ -33,9 +33,32 @@ pub fn bloom_words(n: usize) -> usize {
     (n / 16 + 1).next_power_of_two().max(8)
 }
 
-/// Slots for `n` keys: a power of two at least 1.5 `n`, at least 8.
+/// Slots for `n` keys in a table indexed by mask (the IP levels): a power of two at least 1.5 `n`, at least 8.
 pub fn slot_count(n: usize) -> usize {
     (n + n / 2 + 1).next_power_of_two().max(8)
+}
+
+/// Slots for `n` keys in a host, digest or IPv6-URL table: 1.5 `n` exactly, so the table is two-thirds full
+/// whatever `n` is (rounding up to a power of two left a 10M table 43% full and 88 MB larger).
+pub fn table_slots(n: usize) -> usize {
+    (n + n / 2 + 1).max(8)
+}
+
+/// The first slot for `h` in `cap` slots: the low 32 bits of the hash scaled to the table, which works for any
+/// size and leaves the high bits to the tag and the filter.
+#[inline(always)]
+fn slot_start(h: u64, cap: usize) -> usize {
+    ((h as u32 as u64 * cap as u64) >> 32) as usize
+}
+
+/// The slot after `i`, wrapping at the end.
+#[inline(always)]
+fn next_slot(i: usize, cap: usize) -> usize {
+    if i + 1 == cap {
+        0
+    } else {
+        i + 1
+    }
 }
 
 /// A table read in place.
@@ -76,9 +99,9 @@ impl<'a> TableView<'a> {
     /// [`Self::get`] without the filter (the caller checked it).
     #[inline]
     pub fn probe(&self, h: u64, key: &[u8]) -> Option<(usize, &'a Slot)> {
-        let mask = self.slots.len() - 1;
+        let cap = self.slots.len();
         let t = tag(h);
-        let mut i = h as usize & mask;
+        let mut i = slot_start(h, cap);
         loop {
             let s = &self.slots[i];
             if s.key == NONE {
@@ -87,7 +110,7 @@ impl<'a> TableView<'a> {
             if s.tag == t && self.key(s).eq_ignore_ascii_case(key) {
                 return Some((i, s));
             }
-            i = (i + 1) & mask;
+            i = next_slot(i, cap);
         }
     }
 
@@ -115,19 +138,21 @@ impl<'a> TableView<'a> {
     }
 }
 
-/// One key while the table is built.
+/// One key while the table is built: 24 bytes, as a 10M build holds seven million of them.
 struct Entry {
     hash: u64,
     key: u32,
     a: u32,
     b: u32,
-    extras: Vec<Extra>,
 }
 
 /// Collects keys and their values, then lays out slots, filter and extras.
 pub struct TableBuilder {
     index: HashTable<u32>,
     entries: Vec<Entry>,
+    /// URL and e-mail extras with their entry index, in insertion order: few keys have any, so they are kept
+    /// beside the entries rather than in a vector per entry.
+    extras: Vec<(u32, Extra)>,
     init: (u32, u32),
 }
 
@@ -153,6 +178,7 @@ impl TableBuilder {
         TableBuilder {
             index: HashTable::with_capacity(capacity),
             entries: Vec::with_capacity(capacity),
+            extras: Vec::new(),
             init,
         }
     }
@@ -180,7 +206,6 @@ impl TableBuilder {
             key: off,
             a: self.init.0,
             b: self.init.1,
-            extras: Vec::new(),
         });
         let entries = &self.entries;
         self.index.insert_unique(h, i, |&j| entries[j as usize].hash);
@@ -194,7 +219,7 @@ impl TableBuilder {
     }
 
     pub fn add_extra(&mut self, i: usize, x: Extra) {
-        self.entries[i].extras.push(x);
+        self.extras.push((i as u32, x));
     }
 
     /// The values of every entry, in insertion order, so a caller can rewrite them (ids into pool references).
@@ -204,9 +229,16 @@ impl TableBuilder {
 
     /// Lays the table out; extras go to the end of `extras`.
     pub fn finish(self, extras: &mut Vec<Extra>) -> BuiltTable {
-        let n = self.entries.len();
-        let cap = slot_count(n);
-        let mask = cap - 1;
+        let TableBuilder {
+            index,
+            entries,
+            extras: mut own,
+            ..
+        } = self;
+        // The lookup index is done with: freed before the slots are allocated, so the two are never held at once.
+        drop(index);
+        let n = entries.len();
+        let cap = table_slots(n);
         let empty = Slot {
             tag: 0,
             key: NONE,
@@ -216,33 +248,40 @@ impl TableBuilder {
         let mut slots = vec![empty; cap];
         let words = bloom_words(n);
         let mut bloom = vec![0u64; words];
-        let mut placed: Vec<(u32, Vec<Extra>)> = Vec::new();
-        for e in self.entries {
+        // Extras grouped by entry, each entry's in the order they were added.
+        own.sort_by_key(|(e, _)| *e);
+        let mut groups = own.chunk_by(|x, y| x.0 == y.0).peekable();
+        let mut first = 0usize;
+        // (slot, first extra, count) for each entry with extras.
+        let mut placed: Vec<(u32, u32, u32)> = Vec::new();
+        for (ei, e) in entries.into_iter().enumerate() {
             bloom[bloom_word(e.hash, words as u64 - 1)] |= bloom_bits(e.hash);
-            let mut i = e.hash as usize & mask;
+            let mut i = slot_start(e.hash, cap);
             while slots[i].key != NONE {
-                i = (i + 1) & mask;
+                i = next_slot(i, cap);
             }
-            let flag = if e.extras.is_empty() { 0 } else { KEY_EXTRAS };
+            let mut flag = 0;
+            if let Some(g) = groups.next_if(|g| g[0].0 as usize == ei) {
+                flag = KEY_EXTRAS;
+                placed.push((i as u32, first as u32, g.len() as u32));
+                first += g.len();
+            }
             slots[i] = Slot {
                 tag: tag(e.hash),
                 key: e.key | flag,
                 a: e.a,
                 b: e.b,
             };
-            if !e.extras.is_empty() {
-                placed.push((i as u32, e.extras));
-            }
         }
-        placed.sort_by_key(|(s, _)| *s);
+        placed.sort_by_key(|p| p.0);
         let mut extra_dir = Vec::with_capacity(placed.len());
-        for (slot, xs) in placed {
+        for (slot, from, count) in placed {
             extra_dir.push(ExtraDir {
                 slot,
                 first: extras.len() as u32,
-                count: xs.len() as u32,
+                count,
             });
-            extras.extend(xs);
+            extras.extend(own[from as usize..(from + count) as usize].iter().map(|(_, x)| *x));
         }
         BuiltTable {
             slots,

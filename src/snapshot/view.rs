@@ -150,10 +150,13 @@ pub fn tables(bytes: &[u8], verify: bool) -> Result<Tables<'_>, LayoutError> {
                     format!("{} holds more keys than slots allow", slots.name()),
                 ));
             }
-            if !pow2(t.slots.len()) || !pow2(t.bloom.len()) {
+            if t.slots.len() < 8 || !pow2(t.bloom.len()) {
                 return Err(err(
                     at(slots),
-                    format!("{} or its filter is not a power of two long", slots.name()),
+                    format!(
+                        "{} is shorter than 8 slots or its filter not a power of two long",
+                        slots.name()
+                    ),
                 ));
             }
             if t.extra_dir
