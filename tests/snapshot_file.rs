@@ -198,3 +198,48 @@ fn a_flipped_bit_in_any_section_a_truncation_a_foreign_file_or_version_is_exit_2
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn two_compiles_of_one_list_have_the_same_sections_and_build_id() {
+    // Enough addresses and networks per prefix length that probe chains collide, and some IPv6, so a layout that
+    // followed a hash map's random order would differ between the two processes.
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    let mut text = String::new();
+    for i in 0..6000u32 {
+        text.push_str(&format!(
+            "{}.{}.{}.{}\n",
+            11 + i % 200,
+            (i / 7) % 256,
+            (i * 13) % 256,
+            i % 251
+        ));
+    }
+    for i in 0..600u32 {
+        text.push_str(&format!("{}.{}.{}.0/24\n", 20 + i % 150, i % 256, (i * 7) % 256));
+        text.push_str(&format!("2001:db8:{:x}::{:x}\n", i, i * 3 + 1));
+    }
+    std::fs::write(&list, text).unwrap();
+    let build = |name: &str| -> (String, Vec<u8>) {
+        let out = dir.path().join(name);
+        let o = iocmatch(&[
+            "compile",
+            "--iocs",
+            list.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let id = text.split("build id ").nth(1).expect("compile names the build id")[..16].to_string();
+        (id, std::fs::read(out).unwrap())
+    };
+    let (id_a, a) = build("a.iocm");
+    let (id_b, b) = build("b.iocm");
+    assert_eq!(id_a, id_b, "the same list, the same build id");
+    let (sa, sb) = (sections(&a), sections(&b));
+    assert_eq!(sa, sb, "the same section table");
+    for (off, len) in sa {
+        assert!(a[off..off + len] == b[off..off + len], "section at {off} differs");
+    }
+}

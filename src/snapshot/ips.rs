@@ -45,7 +45,7 @@ fn words6(k: u128) -> [u32; 4] {
 
 /// An IPv4 or IPv6 level slot: one probe loop and one layout routine serve both families.
 trait NetSlot: Copy {
-    type Key: Copy + Eq;
+    type Key: Copy + Ord;
     const EMPTY: Self;
     fn new(key: Self::Key, val: u32) -> Self;
     fn key(&self) -> Self::Key;
@@ -120,6 +120,10 @@ fn lay_out<S: NetSlot>(
         let first = all.len();
         all.resize(first + cap, S::EMPTY);
         let slots = &mut all[first..];
+        // In key order, not the map's (randomly seeded) order: the same set lays out the same sections, so two
+        // compiles of one list get the same build id.
+        let mut map: Vec<_> = map.into_iter().collect();
+        map.sort_unstable_by_key(|(k, _)| *k);
         for (k, v) in map {
             let mut i = S::hash(k) & (cap - 1);
             while slots[i].val() != NONE {
