@@ -184,10 +184,7 @@ impl Compiled {
     /// An indicator's value text exactly as stored (a fuzzy hash keeps its case).
     pub(crate) fn value_bytes(&self, id: u32) -> &[u8] {
         let v = self.t.inds[id as usize].value;
-        self.t
-            .arena
-            .get(v.off as usize..v.off as usize + v.len as usize)
-            .unwrap_or_default()
+        self.t.bytes(v.off, v.len).unwrap_or_default()
     }
 
     pub fn kind(&self, id: u32) -> Kind {
@@ -226,9 +223,10 @@ impl Compiled {
             value,
             provenance: Provenance {
                 meta: self.metas.get(r.meta as usize).cloned().unwrap_or_default(),
-                attribute_uuid: (r.flags & IND_UUID != 0)
-                    .then(|| self.t.arena.get(r.uuid as usize..r.uuid as usize + 16))
-                    .flatten()
+                attribute_uuid: self
+                    .t
+                    .bytes(r.uuid, 16)
+                    .filter(|_| r.flags & IND_UUID != 0)
                     .and_then(|b| b.try_into().ok())
                     .map(Uuid),
                 timestamp: std::num::NonZeroU32::new(r.timestamp),

@@ -230,15 +230,18 @@ pub fn tables(bytes: &[u8], verify: bool) -> Result<Tables<'_>, LayoutError> {
 }
 
 impl<'a> Tables<'a> {
-    /// A string of the arena (`None` for an absent one or one out of bounds).
-    pub fn str(&self, r: StrRef) -> Option<&'a str> {
-        if r.off == NONE {
+    /// `len` bytes of the arena at `off` (`None` for an absent reference or one out of bounds): every read of the
+    /// arena by reference goes through here, so a damaged offset is a missing value, never a panic.
+    pub fn bytes(&self, off: u32, len: u32) -> Option<&'a [u8]> {
+        if off == NONE {
             return None;
         }
-        let b = self
-            .arena
-            .get(r.off as usize..(r.off as usize).checked_add(r.len as usize)?)?;
-        std::str::from_utf8(b).ok()
+        self.arena.get(off as usize..(off as usize).checked_add(len as usize)?)
+    }
+
+    /// A string of the arena (`None` for an absent one or one out of bounds).
+    pub fn str(&self, r: StrRef) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes(r.off, r.len)?).ok()
     }
 
     /// The strings of a list.
