@@ -257,6 +257,33 @@ fn url_does_not_match_longer_paths_other_hosts_or_other_case_paths() {
 }
 
 #[test]
+fn urls_on_an_ipv4_host_match_beside_number_tokens() {
+    // A domain list lets the scanner pass over dotted numbers (`537.36`), but a URL whose host is an IPv4 address
+    // must still be found, and only with its own path.
+    let s = snap(&[("domain", "evil.com"), ("url", "http://10.1.2.3/gate.php")]);
+    let ua = "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120.0.0.0 Safari/537.36";
+    assert_eq!(
+        names(&s, &format!("{ua} GET http://10.1.2.3/gate.php 200")),
+        ["10.1.2.3/gate.php"]
+    );
+    assert_eq!(names(&s, &format!("{ua} host=www.evil.com")), ["evil.com"]);
+    none_match(
+        &s,
+        &[
+            ua,
+            "GET http://10.1.2.3/gate.php2",
+            "GET http://10.1.2.30/gate.php",
+            "GET http://110.1.2.3/gate.php",
+            "evil.com.1",
+        ],
+    );
+    // Without them, the same look-alikes stay quiet and the domain still matches after a number token.
+    let d = snap(&[("domain", "evil.com")]);
+    assert_eq!(names(&d, "Safari/537.36 evil.com"), ["evil.com"]);
+    none_match(&d, &[ua, "10.1.2.3/gate.php", "evil.com.1", "evil.com.537.36"]);
+}
+
+#[test]
 fn url_with_port_and_query_is_compared_exactly() {
     let s = snap(&[("url", "hxxp://evil[.]com:8080/gate.php?id=1")]);
     assert_eq!(

@@ -33,6 +33,8 @@ pub struct Masks {
     pub alnum: Vec<u64>,
     pub hex: Vec<u64>,
     pub colon: Vec<u64>,
+    /// Hex digits, colons and dots: the bytes of an IPv6 address in any textual form.
+    pub v6: Vec<u64>,
     /// The line's length in bytes; bits at and past it are zero.
     pub len: usize,
 }
@@ -81,6 +83,7 @@ impl Masks {
                 &mut self.alnum,
                 &mut self.hex,
                 &mut self.colon,
+                &mut self.v6,
             ] {
                 v.resize(words, 0);
             }
@@ -122,6 +125,7 @@ impl Masks {
             self.alnum[w] = a;
             self.hex[w] = x;
             self.colon[w] = c;
+            self.v6[w] = x | c | d;
         }
     }
 
@@ -154,16 +158,26 @@ impl Masks {
             let m = |x: __m256i| _mm256_movemask_epi8(x) as u32;
             [m(host), m(dot), m(alnum), m(hex), m(colon)]
         }
-        for w in from..to {
-            let p = block.as_ptr().add((w - from) * 64);
+        // Six slices of one length, so the stores below need no bounds checks.
+        let n = to - from;
+        let host = &mut self.host[from..to];
+        let dot = &mut self.dot[from..to];
+        let alnum = &mut self.alnum[from..to];
+        let hex = &mut self.hex[from..to];
+        let colon = &mut self.colon[from..to];
+        let v6 = &mut self.v6[from..to];
+        assert!(block.len() >= n * 64);
+        for w in 0..n {
+            let p = block.as_ptr().add(w * 64);
             let lo = half(p);
             let hi = half(p.add(32));
             let j = |k: usize| lo[k] as u64 | (hi[k] as u64) << 32;
-            self.host[w] = j(0);
-            self.dot[w] = j(1);
-            self.alnum[w] = j(2);
-            self.hex[w] = j(3);
-            self.colon[w] = j(4);
+            host[w] = j(0);
+            dot[w] = j(1);
+            alnum[w] = j(2);
+            hex[w] = j(3);
+            colon[w] = j(4);
+            v6[w] = j(1) | j(3) | j(4);
         }
     }
 }
@@ -313,7 +327,7 @@ impl<'a> Bits<'a> {
 mod tests {
     use super::*;
 
-    fn reference(line: &[u8]) -> [Vec<bool>; 5] {
+    fn reference(line: &[u8]) -> [Vec<bool>; 6] {
         let f = |p: fn(u8) -> bool| line.iter().map(|b| p(*b)).collect::<Vec<_>>();
         [
             f(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')),
@@ -321,6 +335,7 @@ mod tests {
             f(|b| b.is_ascii_alphanumeric()),
             f(|b| b.is_ascii_hexdigit()),
             f(|b| b == b':'),
+            f(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
         ]
     }
 
@@ -330,7 +345,10 @@ mod tests {
         for p in paths {
             let mut m = Masks::default();
             m.classify(line, p);
-            for (k, v) in [&m.host, &m.dot, &m.alnum, &m.hex, &m.colon].into_iter().enumerate() {
+            for (k, v) in [&m.host, &m.dot, &m.alnum, &m.hex, &m.colon, &m.v6]
+                .into_iter()
+                .enumerate()
+            {
                 let bits = Bits::new(v, line.len());
                 for (i, w) in want[k].iter().enumerate() {
                     assert_eq!(bits.get(i), *w, "{p:?} class {k} byte {i} of {line:?}");

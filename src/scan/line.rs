@@ -8,7 +8,7 @@
 use super::classify::{Bits, Masks, Path};
 use crate::indicator::{is_email_local_byte, is_fuzzy_byte, TLSH_HEX};
 use crate::snapshot::ids::{self, NONE};
-use crate::snapshot::keys::{hash_key, RevHasher};
+use crate::snapshot::keys::{ends_in_digit_label, hash_key, RevHasher};
 use crate::snapshot::layout::{EXTRA_EMAIL, EXTRA_URL};
 use crate::snapshot::{Compiled, Overlay, Snapshot};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -51,7 +51,6 @@ impl Probe<'_> {
 #[derive(Debug)]
 pub struct Scratch {
     masks: Masks,
-    v6: Vec<u64>,
     path: Path,
 }
 
@@ -65,7 +64,6 @@ impl Scratch {
     pub fn with_path(path: Path) -> Self {
         Scratch {
             masks: Masks::default(),
-            v6: Vec::new(),
             path,
         }
     }
@@ -96,57 +94,35 @@ pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
 /// need a colon.
 pub fn scan_line_with(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits: &mut Vec<Hit>) {
     hits.clear();
-    let Scratch { masks, v6, path } = scratch;
+    let Scratch { masks, path } = scratch;
     masks.classify(line, *path);
     let json = is_json_line(line);
-    // The hex-colon-dot mask for IPv6 runs, built at most once per line whichever layouts need it.
-    let mut v6 = V6Mask {
-        words: v6,
-        ready: false,
-    };
     let base = Probe {
         c: &snap.base,
         offset: 0,
         mask: snap.overlay.as_ref(),
     };
-    probe_line(base, line, masks, &mut v6, json, hits);
+    probe_line(base, line, masks, json, hits);
     if let Some(o) = &snap.overlay {
         let over = Probe {
             c: &o.compiled,
             offset: snap.base.len() as u32,
             mask: None,
         };
-        probe_line(over, line, masks, &mut v6, json, hits);
-    }
-}
-
-/// The line's mask of hex digits, colons and dots, made on first use.
-struct V6Mask<'a> {
-    words: &'a mut Vec<u64>,
-    ready: bool,
-}
-
-impl V6Mask<'_> {
-    fn get(&mut self, m: &Masks) -> &[u64] {
-        if !self.ready {
-            self.words.clear();
-            self.words
-                .extend((0..m.hex.len()).map(|w| m.hex[w] | m.colon[w] | m.dot[w]));
-            self.ready = true;
-        }
-        self.words
+        probe_line(over, line, masks, json, hits);
     }
 }
 
 /// Every rule, against one layout, over a classified line.
 #[inline]
-fn probe_line(snap: Probe, line: &[u8], m: &Masks, v6: &mut V6Mask, json: bool, hits: &mut Vec<Hit>) {
+fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let host = Bits { words: &m.host, len: n };
     let dots = Bits { words: &m.dot, len: n };
     let ips = &snap.c.t.ips;
     let want_v4 = ips.has_v4();
     let want_hosts = !snap.c.t.hosts.is_empty();
+    let skip_digit_tld = snap.c.no_digit_tld();
     let mut pos = 0;
     while let Some(dot) = dots.next_one(pos) {
         let mut start = host.run_start(dot);
@@ -164,7 +140,7 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, v6: &mut V6Mask, json: bool, 
         if want_v4 && dots.count(start, end) >= 3 {
             ipv4_in_token(snap, line, start, end, hits);
         }
-        if want_hosts {
+        if want_hosts && !(skip_digit_tld && ends_in_digit_label(&line[start..end])) {
             host_suffixes(snap, line, start, end, json, hits);
         }
     }
@@ -185,10 +161,7 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, v6: &mut V6Mask, json: bool, 
     };
     if (want_ip || want_pairs || c.has_fuzzy()) && colons.any() {
         if want_ip || want_pairs {
-            let v6 = Bits {
-                words: v6.get(m),
-                len: n,
-            };
+            let v6 = Bits { words: &m.v6, len: n };
             colon_runs(snap, line, colons, v6, json, want_ip, want_pairs, hits);
         }
         if c.has_fuzzy() {

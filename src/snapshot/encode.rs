@@ -4,6 +4,7 @@
 use super::arena::{Arena, MAX_KEY};
 use super::ids::{IdLists, NONE};
 use super::ips::IpBuilder;
+use super::keys::ends_in_digit_label;
 use super::layout::*;
 use super::table::TableBuilder;
 use crate::indicator::{AttrMeta, EventMeta, Indicator, Kind, Value};
@@ -134,9 +135,12 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
         counts: [0; 14],
         has_emails: 0,
         has_fuzzy: 0,
-        keys: [0; 4],
+        keys: [0; 3],
+        no_digit_tld: 0,
     };
     let mut recs = Vec::with_capacity(indicators.len());
+    // Whether some host key ends in an all-digit label (see `Info::no_digit_tld`).
+    let mut digit_tld = false;
     for (id, ind) in indicators.into_iter().enumerate() {
         let id = id as u32;
         let kind = ind.value.kind();
@@ -146,6 +150,7 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
         let value = match &ind.value {
             Value::Domain(d) | Value::Hostname(d) if d.len() <= MAX_KEY => {
                 let off = arena.push_key(d.as_bytes());
+                digit_tld |= ends_in_digit_label(d.as_bytes());
                 let e = hosts.entry(&mut arena, d.as_bytes(), Some(off));
                 let (dom, host) = hosts.values(e);
                 *(if matches!(ind.value, Value::Domain(_)) {
@@ -177,6 +182,7 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
                         v6urls.add_extra(e, x);
                     }
                     None => {
+                        digit_tld |= ends_in_digit_label(u.host.as_bytes());
                         let e = hosts.entry(&mut arena, u.host.as_bytes(), None);
                         hosts.add_extra(e, x);
                     }
@@ -186,6 +192,7 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
             Value::Email(e) => {
                 let text = arena.push(e.as_bytes());
                 let (local, host) = e.rsplit_once('@').expect("validated e-mail");
+                digit_tld |= ends_in_digit_label(host.as_bytes());
                 let i = hosts.entry(&mut arena, host.as_bytes(), None);
                 hosts.add_extra(
                     i,
@@ -259,7 +266,8 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
     for (a, _) in hashes.values_mut() {
         *a = hash_ids.flatten(*a, &mut pool);
     }
-    info.keys = [hosts.len() as u32, hashes.len() as u32, v6urls.len() as u32, 0];
+    info.keys = [hosts.len() as u32, hashes.len() as u32, v6urls.len() as u32];
+    info.no_digit_tld = u32::from(!digit_tld);
     // The tables are laid out on every core: each lays its extras out alone, rebased after the others' in the
     // order hosts, hashes, IPv6 URLs, so the bytes are those of a sequential build.
     let finish = |t: TableBuilder| {

@@ -59,6 +59,14 @@ pub fn hash_key(key: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Whether a host's last label is all digits (`10.0.0.1`, `537.36`): no registered domain ends so, but a URL or
+/// e-mail on an IPv4 address does. The build records whether any key does, so the scanner can skip such tokens.
+#[inline(always)]
+pub fn ends_in_digit_label(host: &[u8]) -> bool {
+    let last = host.rsplit(|b| *b == b'.').next().unwrap_or(host);
+    !last.is_empty() && last.iter().all(u8::is_ascii_digit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,8 +146,13 @@ pub struct Info {
     pub counts: [u64; 14],
     pub has_emails: u32,
     pub has_fuzzy: u32,
-    /// Keys in the host, hash and IPv6 URL tables (and a spare word), so an empty table costs no probe.
-    pub keys: [u32; 4],
+    /// Keys in the host, hash and IPv6 URL tables, so an empty table costs no probe.
+    pub keys: [u32; 3],
+    /// 1 when no host key ends in an all-digit label, so the scanner passes over tokens such as `537.36` or
+    /// `10.0.0.1` without hashing them for the host table (most dotted tokens in logs are numbers). A URL or
+    /// e-mail on an IPv4 address makes it 0; so does a file written before the field existed (it was a spare
+    /// word, always 0), where every token is probed as before.
+    pub no_digit_tld: u32,
 }
 
 /// A string in the arena: byte offset and length (`off == NONE`: absent).

@@ -177,6 +177,11 @@ impl Compiled {
         self.t.info.has_fuzzy != 0
     }
 
+    /// Whether no host key ends in an all-digit label, so tokens that do cannot match a host.
+    pub(crate) fn no_digit_tld(&self) -> bool {
+        self.t.info.no_digit_tld != 0
+    }
+
     pub(crate) fn has_emails(&self) -> bool {
         self.t.info.has_emails != 0
     }
@@ -533,5 +538,25 @@ mod tests {
     #[test]
     fn snapshot_is_send_and_sync() {
         assert_send_sync::<Snapshot>();
+    }
+
+    fn compiled(values: &[(&str, &str)]) -> Snapshot {
+        let attrs: Vec<String> = values
+            .iter()
+            .map(|(t, v)| serde_json::json!({"type": t, "value": v, "to_ids": true}).to_string())
+            .collect();
+        let mut l = crate::load::Loader::new(crate::Policy::default());
+        l.load_bytes("t.json", format!("[{}]", attrs.join(",")).as_bytes())
+            .unwrap();
+        Snapshot::build(l.finish().0, 1)
+    }
+
+    #[test]
+    fn digit_label_skip_is_on_only_when_no_host_key_ends_in_digits() {
+        let d = ("domain", "evil.com");
+        assert!(compiled(&[d, ("hostname", "a.example.org"), ("ip-dst", "10.0.0.0/8")])
+            .base
+            .no_digit_tld());
+        assert!(!compiled(&[d, ("url", "http://10.1.2.3/x")]).base.no_digit_tld());
     }
 }
