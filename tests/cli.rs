@@ -234,6 +234,13 @@ fn gzip_input_is_read_directly() {
     let zipped = iocmatch(&["scan", "--iocs", SAMPLE, "--output", "lines", gz.to_str().unwrap()]);
     assert_eq!(zipped.status.code(), Some(0));
     assert_eq!(plain.stdout, zipped.stdout);
+    // A pipe cannot seek back after the magic bytes are peeked: it is read through a buffer instead.
+    let piped = iocmatch_stdin(
+        &["scan", "--iocs", SAMPLE, "--output", "lines"],
+        &std::fs::read(&gz).unwrap(),
+    );
+    assert_eq!(piped.status.code(), Some(0));
+    assert_eq!(plain.stdout, piped.stdout);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! memory stays bounded whatever the input: a line longer than the cap is cut at the cap and the rest skipped.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// A run of whole lines and where it starts in its input.
@@ -133,20 +133,38 @@ impl<R: Read> ChunkReader<R> {
 }
 
 /// Opens a file, or stdin for `-`, decompressing gzip when the content starts with the gzip magic bytes.
+///
+/// A regular file is read directly after peeking at its first two bytes and seeking back, so the chunk reader
+/// reads straight into its own buffers; a pipe or stdin is peeked through a buffer, which costs a copy.
 pub fn open_input(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
-        Box::new(File::open(path)?)
+        let mut f = File::open(path)?;
+        if f.metadata()?.is_file() {
+            let mut magic = [0u8; 2];
+            let n = (&mut f).take(2).read(&mut magic)?;
+            f.seek(SeekFrom::Start(0))?;
+            return Ok(if n == 2 && magic == GZIP_MAGIC {
+                Box::new(flate2::bufread::MultiGzDecoder::new(io::BufReader::with_capacity(
+                    READ_SIZE, f,
+                )))
+            } else {
+                Box::new(f)
+            });
+        }
+        Box::new(f)
     };
     let mut peek = io::BufReader::with_capacity(READ_SIZE, raw);
-    let is_gz = io::BufRead::fill_buf(&mut peek)?.starts_with(&[0x1f, 0x8b]);
+    let is_gz = io::BufRead::fill_buf(&mut peek)?.starts_with(&GZIP_MAGIC);
     if is_gz {
         Ok(Box::new(flate2::bufread::MultiGzDecoder::new(peek)))
     } else {
         Ok(Box::new(peek))
     }
 }
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 #[cfg(test)]
 mod tests {
