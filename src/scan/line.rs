@@ -160,7 +160,7 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
         len: n,
     };
     if (want_ip || want_pairs || c.has_fuzzy()) && colons.any() {
-        if want_ip || want_pairs {
+        if (want_ip || want_pairs) && colon_run_kinds(colons, 0, n, want_ip, want_pairs) != (false, false) {
             let v6 = Bits { words: &m.v6, len: n };
             colon_runs(snap, line, colons, v6, json, want_ip, want_pairs, hits);
         }
@@ -439,6 +439,17 @@ fn ipv4_in_token(snap: Probe, line: &[u8], start: usize, end: usize, hits: &mut 
     }
 }
 
+/// Whether the colons of `from..to` are enough for an IPv6 address (six, or two with a `::`) and for a colon-pair
+/// digest (15): most lines' colons (a clock time, `key: value`) are neither, and cost one count for the whole line.
+#[inline(always)]
+fn colon_run_kinds(colons: Bits, from: usize, to: usize, want_ip: bool, want_pairs: bool) -> (bool, bool) {
+    let k = colons.count(from, to);
+    (
+        want_ip && (k >= 6 || (k >= 2 && colons.any_adjacent(from, to))),
+        want_pairs && k >= 15,
+    )
+}
+
 /// Runs of hex digits, `:` and `.` around each colon: IPv6 addresses (when `want_ip`) and colon-pair digests (when
 /// `want_pairs`), found in one walk over the line's colons.
 ///
@@ -464,16 +475,18 @@ fn colon_runs(
     let n = line.len();
     let mut pos = 0;
     while let Some(c) = colons.next_one(pos) {
-        let mut s = v6.run_start(c);
         let e = v6.next_zero(c);
         pos = e;
-        // What follows only shortens the run from the left, so a run that cannot hold an address (at least six
-        // colons, or a `::`) nor a colon-pair digest (47 bytes or more) never will: clock times end here.
-        let ip_possible = want_ip && {
-            let k = colons.count(s, e);
-            k >= 6 || (k >= 2 && colons.any_adjacent(s, e))
-        };
-        if !(ip_possible || want_pairs && e - s >= 47) {
+        // `c` is the first colon of its run (the previous run ended before it), so the run's colons are those
+        // of `c..e`, counted before its start is looked for. What follows only shortens the run from the left,
+        // so a run that cannot hold an address (at least six colons, or a `::`) nor a colon-pair digest (15
+        // colons in 47 bytes or more) never will: clock times end here.
+        let (ip_possible, pairs_possible) = colon_run_kinds(colons, c, e, want_ip, want_pairs);
+        if !(ip_possible || pairs_possible) {
+            continue;
+        }
+        let mut s = v6.run_start(c);
+        if !(ip_possible || e - s >= 47) {
             continue;
         }
         if e < n && line[e].is_ascii_alphanumeric() {
@@ -489,7 +502,7 @@ fn colon_runs(
             }
             s = after;
         }
-        if want_pairs && !glued {
+        if pairs_possible && !glued {
             let mut pe = e;
             while pe > s && line[pe - 1] == b'.' {
                 pe -= 1;
