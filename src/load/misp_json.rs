@@ -2,17 +2,142 @@
 
 use super::{lenient_bool, lenient_string, LoadError, Loader, RawAttribute};
 use crate::indicator::EventMeta;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::cell::Cell;
 use std::sync::Arc;
 
 pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
-    let root: Value = serde_json::from_slice(bytes).map_err(|e| LoadError::Json {
+    let json_error = |e: serde_json::Error| LoadError::Json {
         path: name.to_string(),
         line: e.line(),
         column: e.column(),
         msg: e.to_string(),
-    })?;
-    walk(loader, name, &root, "")
+    };
+    let other_shape = Cell::new(false);
+    let seed = RestSearch {
+        name,
+        other_shape: &other_shape,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match seed.deserialize(&mut de).and_then(|attrs| de.end().map(|()| attrs)) {
+        Ok(attrs) => {
+            for a in attrs {
+                match a {
+                    Ok(raw) => loader.add_attribute(raw),
+                    Err(msg) => loader.stats.warnings.push(msg),
+                }
+            }
+            Ok(())
+        }
+        Err(_) if other_shape.get() => {
+            let root: Value = serde_json::from_slice(bytes).map_err(json_error)?;
+            walk(loader, name, &root, "")
+        }
+        Err(e) => Err(json_error(e)),
+    }
+}
+
+/// restSearch's own answer, `{"response": {"Attribute": [...]}}`, read one attribute at a time: the response is
+/// never held as a `Value` tree (about 8x the text for a 1M-attribute answer), only each attribute's. Any other
+/// shape (events, lists, a bare attribute) sets `other_shape` and fails, and the caller walks a tree as before.
+/// The attributes are collected, not added, so a document that turns out malformed loads nothing, as before.
+struct RestSearch<'a> {
+    name: &'a str,
+    other_shape: &'a Cell<bool>,
+}
+
+type Streamed = Vec<Result<RawAttribute, String>>;
+
+impl<'de> DeserializeSeed<'de> for RestSearch<'_> {
+    type Value = Streamed;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Streamed, D::Error> {
+        d.deserialize_any(Level { seed: self, depth: 0 })
+    }
+}
+
+/// The root object (`depth` 0, key `response`), the response object (1, key `Attribute`), or the list (2).
+struct Level<'a> {
+    seed: RestSearch<'a>,
+    depth: u8,
+}
+
+impl Level<'_> {
+    fn other<E: de::Error>(&self) -> E {
+        self.seed.other_shape.set(true);
+        E::custom("not a restSearch attribute response")
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Level<'_> {
+    type Value = Streamed;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Streamed, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Level<'_> {
+    type Value = Streamed;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a MISP restSearch response")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Streamed, A::Error> {
+        let want = match self.depth {
+            0 => "response",
+            1 => "Attribute",
+            _ => return Err(self.other()),
+        };
+        let mut out = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key != want || out.is_some() {
+                return Err(self.other());
+            }
+            let next = Level {
+                seed: RestSearch { ..self.seed },
+                depth: self.depth + 1,
+            };
+            out = Some(map.next_value_seed(next)?);
+        }
+        out.ok_or_else(|| self.other())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Streamed, A::Error> {
+        if self.depth != 2 {
+            return Err(self.other());
+        }
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut i = 0usize;
+        while let Some(v) = seq.next_element::<Value>()? {
+            let location = format!("{}#/response/Attribute/{i}", self.seed.name);
+            out.push(match &v {
+                Value::Object(o) => attribute_from_json(o, None, &location).map_err(|msg| format!("{location}: {msg}")),
+                _ => Err(format!("{location}: attribute is not a JSON object")),
+            });
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Streamed, E> {
+        Err(self.other())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Streamed, E> {
+        Err(self.other())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Streamed, E> {
+        Err(self.other())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Streamed, E> {
+        Err(self.other())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Streamed, E> {
+        Err(self.other())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Streamed, E> {
+        Err(self.other())
+    }
 }
 
 fn walk(loader: &mut Loader, name: &str, v: &Value, path: &str) -> Result<(), LoadError> {
@@ -182,6 +307,45 @@ mod tests {
         let mut l = Loader::new(policy);
         l.load_bytes("t.json", json.as_bytes()).unwrap();
         l.finish().0.iter().map(|i| i.value.name()).collect()
+    }
+
+    /// Loads `json` and returns the loaded names and the warnings (with their locations).
+    fn loaded(json: &str) -> (Vec<String>, Vec<String>) {
+        let mut l = Loader::new(Policy::default());
+        l.load_bytes("t.json", json.as_bytes()).unwrap();
+        let warnings = l.stats.warnings.clone();
+        (l.finish().0.iter().map(|i| i.value.name()).collect(), warnings)
+    }
+
+    #[test]
+    fn restsearch_is_streamed_with_the_same_locations_and_warnings_as_the_tree_walk() {
+        let body = r#"[{"type":"domain","value":"evil.com"},7,{"type":"domain"},{"type":"ip-dst","value":"10.0.0.1"}]"#;
+        let streamed = loaded(&format!(r#"{{"response":{{"Attribute":{body}}}}}"#));
+        // An extra key is not the streamed shape: the same document is walked as a tree instead.
+        let walked = loaded(&format!(r#"{{"response":{{"Attribute":{body},"x":1}}}}"#));
+        assert_eq!(streamed, walked);
+        assert_eq!(streamed.0, ["evil.com", "10.0.0.1"]);
+        assert_eq!(
+            streamed.1,
+            [
+                "t.json#/response/Attribute/1: attribute is not a JSON object",
+                "t.json#/response/Attribute/2: domain attribute has no value"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_truncated_restsearch_loads_nothing_and_names_where_it_broke() {
+        let mut l = Loader::new(Policy::default());
+        let doc = "{\"response\":{\"Attribute\":[\n{\"type\":\"domain\",\"value\":\"evil.com\"},\n{\"type\":";
+        let e = l.load_bytes("t.json", doc.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("t.json") && e.contains("line 3"), "{e}");
+        assert!(l.finish().0.iter().next().is_none());
+        let mut l = Loader::new(Policy::default());
+        let e = l
+            .load_bytes("t.json", b"{\"response\":{\"Attribute\":[]}} x")
+            .unwrap_err();
+        assert!(e.to_string().contains("t.json"), "{e}");
     }
 
     #[test]
