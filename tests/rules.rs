@@ -617,3 +617,32 @@ fn urls_with_an_ipv6_literal_host_match_any_form_of_the_address() {
     assert!(matches(&port, "https://[2001:db8::5]:8443/x"));
     assert!(!matches(&port, "https://[2001:db8::5]/x"));
 }
+
+#[test]
+fn one_host_as_domain_hostname_url_host_and_mail_host_keeps_every_rule_in_either_order() {
+    // The build adds a set's domains and host names to the host table without a lookup and merges them with the
+    // URL and e-mail hosts of the same key when it lays the table out: every order must give the same rules.
+    let iocs = [
+        ("url", "http://evil.com/a"),
+        ("domain", "evil.com"),
+        ("email", "x@evil.com"),
+        ("hostname", "evil.com"),
+        ("url", "http://evil.com/b"),
+    ];
+    for rotation in 0..iocs.len() {
+        let mut order = iocs.to_vec();
+        order.rotate_left(rotation);
+        let s = snap(&order);
+        let mut h = names(&s, "GET http://evil.com/a then evil.com/b from x@evil.com");
+        h.sort();
+        // Each indicator once a line: the domain, the host name, both URLs and the address.
+        assert_eq!(
+            h,
+            ["evil.com", "evil.com", "evil.com/a", "evil.com/b", "x@evil.com"],
+            "order {order:?}"
+        );
+        // A subdomain is the domain's alone: not the host name's, the URLs' or the address's.
+        assert_eq!(names(&s, "www.evil.com/a"), ["evil.com"], "order {order:?}");
+        assert!(!matches(&s, "evil.company/a y@evil.com.au"), "order {order:?}");
+    }
+}

@@ -35,7 +35,7 @@ pub fn run(args: CompileArgs) -> Result<ExitCode> {
         print!("{}", super::check::report(&set, &stats));
         let n = set.len();
         let built = Instant::now();
-        let compiled = Arc::new(Compiled::build(set.into_vec(), 1));
+        let compiled = Arc::new(Compiled::build(set, 1));
         (compiled, n, loaded, built.elapsed())
     };
     let written = Instant::now();

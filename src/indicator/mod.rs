@@ -358,16 +358,27 @@ impl Default for Policy {
     }
 }
 
+/// Indicators a chunk of an [`IndicatorSet`] holds: 4 MiB of records, so a build frees the set a chunk at a time
+/// while its tables grow, instead of holding one vector of every indicator until the last is laid out.
+const CHUNK: usize = 1 << 16;
+
 /// A deduplicated set of indicators: the input to a snapshot build.
 ///
 /// The first source of a value wins its provenance; later ones only add their tags and bump `merged`.
 #[derive(Debug, Default, Clone)]
 pub struct IndicatorSet {
-    indicators: Vec<Indicator>,
-    /// Positions in `indicators`, found by the value's hash: the values are not stored twice.
+    /// In insertion order, [`CHUNK`] to a vector (the first grows by doubling, so a small set stays small).
+    chunks: Vec<Vec<Indicator>>,
+    len: usize,
+    /// Positions in insertion order, found by the value's hash: the values are not stored twice.
     index: hashbrown::HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
     duplicates: BTreeMap<Kind, usize>,
+}
+
+/// The indicator at position `i` of `chunks`.
+fn at(chunks: &[Vec<Indicator>], i: u32) -> &Indicator {
+    &chunks[i as usize / CHUNK][i as usize % CHUNK]
 }
 
 impl IndicatorSet {
@@ -378,9 +389,9 @@ impl IndicatorSet {
     /// Adds an indicator, merging it into an earlier one with the same value. Returns false for a duplicate.
     pub fn insert(&mut self, ind: Indicator) -> bool {
         let h = self.hasher.hash_one(&ind.value);
-        let inds = &self.indicators;
-        if let Some(&i) = self.index.find(h, |&i| inds[i as usize].value == ind.value) {
-            let kept = &mut self.indicators[i as usize];
+        let chunks = &self.chunks;
+        if let Some(&i) = self.index.find(h, |&i| at(chunks, i).value == ind.value) {
+            let kept = &mut self.chunks[i as usize / CHUNK][i as usize % CHUNK];
             kept.merged += 1;
             let have = kept.provenance.all_tags();
             let new: Vec<Box<str>> = ind
@@ -397,31 +408,38 @@ impl IndicatorSet {
             *self.duplicates.entry(ind.value.kind()).or_default() += 1;
             return false;
         }
-        let (inds, hasher) = (&self.indicators, &self.hasher);
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.index
-            .insert_unique(h, inds.len() as u32, |&i| hasher.hash_one(&inds[i as usize].value));
-        self.indicators.push(ind);
+            .insert_unique(h, self.len as u32, |&i| hasher.hash_one(&at(chunks, i).value));
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => c.push(ind),
+            _ => {
+                let mut c = Vec::with_capacity(if self.len == 0 { 0 } else { CHUNK });
+                c.push(ind);
+                self.chunks.push(c);
+            }
+        }
+        self.len += 1;
         true
     }
 
-    /// Room for `n` more indicators: a loader that knows its line count sizes the set once, instead of growing it
-    /// by doubling (each growth re-hashes every value, a cache miss apiece at millions, and copies the vector).
+    /// Room for `n` more indicators in the index: a loader that knows its line count sizes it once, instead of
+    /// growing it by doubling (each growth re-hashes every value, a cache miss apiece at millions).
     pub fn reserve(&mut self, n: usize) {
-        self.indicators.reserve(n);
-        let (inds, hasher) = (&self.indicators, &self.hasher);
-        self.index.reserve(n, |&i| hasher.hash_one(&inds[i as usize].value));
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        self.index.reserve(n, |&i| hasher.hash_one(&at(chunks, i).value));
     }
 
     pub fn len(&self) -> usize {
-        self.indicators.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.indicators.is_empty()
+        self.len == 0
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Indicator> {
-        self.indicators.iter()
+        self.chunks.iter().flatten()
     }
 
     /// Duplicates merged per kind.
@@ -432,14 +450,15 @@ impl IndicatorSet {
     /// Loaded indicators per kind.
     pub fn counts(&self) -> BTreeMap<Kind, usize> {
         let mut m = BTreeMap::new();
-        for i in &self.indicators {
+        for i in self.iter() {
             *m.entry(i.value.kind()).or_default() += 1;
         }
         m
     }
 
-    pub fn into_vec(self) -> Vec<Indicator> {
-        self.indicators
+    /// The indicators in insertion order, each chunk freed once passed: what a build consumes.
+    pub fn into_ordered(self) -> impl Iterator<Item = Indicator> {
+        self.chunks.into_iter().flatten()
     }
 }
 

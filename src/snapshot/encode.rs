@@ -7,7 +7,7 @@ use super::ips::IpBuilder;
 use super::keys::ends_in_digit_label;
 use super::layout::*;
 use super::table::TableBuilder;
-use crate::indicator::{AttrMeta, EventMeta, Indicator, Kind, Value};
+use crate::indicator::{AttrMeta, EventMeta, Indicator, IndicatorSet, Kind, Value};
 use bytemuck::Pod;
 use hashbrown::HashMap;
 use std::net::Ipv6Addr;
@@ -110,23 +110,45 @@ fn kind_index(k: Kind) -> u8 {
     Kind::ALL.iter().position(|x| *x == k).expect("every kind is listed") as u8
 }
 
-/// Lays out every section for `indicators` (ids are their positions). Each indicator is dropped once laid out,
-/// so its strings are freed while the tables grow.
-pub fn sections(indicators: Vec<Indicator>) -> Sections {
+/// Arena bytes an indicator's value, key and UUID take at most: the arena is sized once from the sum, so a 10M
+/// build never doubles a 200 MB vector (a copy of it, and old and new resident together). Unused capacity is
+/// never touched, so an over-estimate costs address space only.
+fn arena_bound(ind: &Indicator) -> usize {
+    let text = match &ind.value {
+        Value::Domain(d) | Value::Hostname(d) | Value::Email(d) | Value::Hash(_, d) => 2 * d.len() + 2,
+        Value::Url(u) => 2 * (u.host.len() + 2) + u.rest.len(),
+        // Two IPv6 addresses and a dash at most.
+        Value::Net(_) | Value::Range(_) => 80,
+    };
+    text + if ind.provenance.attribute_uuid.is_some() { 16 } else { 0 }
+}
+
+/// Indicators laid out between two hand-backs of freed memory to the OS: the set's chunks are freed as the build
+/// passes them, and given back every million so the tables grow into the room they left.
+const RELEASE_EVERY: usize = 1 << 20;
+
+/// Lays out every section for `set` (ids are positions in insertion order). The set is freed a chunk at a time as
+/// it is laid out, so its strings and records are given back while the tables grow.
+pub fn sections(set: IndicatorSet) -> Sections {
     let mut arena = Arena::default();
-    let host_n = indicators
-        .iter()
-        .filter(|i| {
-            matches!(
-                i.value,
-                Value::Domain(_) | Value::Hostname(_) | Value::Url(_) | Value::Email(_)
-            )
-        })
-        .count();
-    let hash_n = indicators.iter().filter(|i| matches!(i.value, Value::Hash(..))).count();
-    let mut hosts = TableBuilder::new(host_n, (NONE, NONE));
-    let mut hashes = TableBuilder::new(hash_n, (NONE, NONE));
-    let mut v6urls = TableBuilder::new(0, (NONE, NONE));
+    let (mut host_n, mut looked_up_n, mut hash_n, mut arena_n) = (0, 0, 0, 0);
+    for i in set.iter() {
+        match i.value {
+            Value::Domain(_) | Value::Hostname(_) => host_n += 1,
+            Value::Url(_) | Value::Email(_) => {
+                host_n += 1;
+                looked_up_n += 1;
+            }
+            Value::Hash(..) => hash_n += 1,
+            _ => {}
+        }
+        arena_n += arena_bound(i);
+    }
+    arena.bytes.reserve(arena_n + arena_n / 16 + (1 << 16));
+    let n = set.len();
+    let mut hosts = TableBuilder::new(host_n, looked_up_n, (NONE, NONE));
+    let mut hashes = TableBuilder::new(hash_n, hash_n, (NONE, NONE));
+    let mut v6urls = TableBuilder::new(0, 0, (NONE, NONE));
     let mut hash_ids = IdLists::default();
     let mut ips = IpBuilder::default();
     let mut prov = Provenance::default();
@@ -138,10 +160,13 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
         keys: [0; 3],
         no_digit_tld: 0,
     };
-    let mut recs = Vec::with_capacity(indicators.len());
+    let mut recs = Vec::with_capacity(n);
     // Whether some host key ends in an all-digit label (see `Info::no_digit_tld`).
     let mut digit_tld = false;
-    for (id, ind) in indicators.into_iter().enumerate() {
+    for (id, ind) in set.into_ordered().enumerate() {
+        if id % RELEASE_EVERY == RELEASE_EVERY - 1 {
+            crate::memory::release_freed();
+        }
         let id = id as u32;
         let kind = ind.value.kind();
         info.counts[kind_index(kind) as usize] += 1;
@@ -151,13 +176,12 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
             Value::Domain(d) | Value::Hostname(d) if d.len() <= MAX_KEY => {
                 let off = arena.push_key(d.as_bytes());
                 digit_tld |= ends_in_digit_label(d.as_bytes());
-                let e = hosts.entry(&mut arena, d.as_bytes(), Some(off));
-                let (dom, host) = hosts.values(e);
-                *(if matches!(ind.value, Value::Domain(_)) {
-                    dom
-                } else {
-                    host
-                }) = id;
+                // The set holds each value once, so a domain's or host name's key is new among these.
+                let (dom, host) = match ind.value {
+                    Value::Domain(_) => (id, NONE),
+                    _ => (NONE, id),
+                };
+                hosts.push_distinct(d.as_bytes(), off, dom, host);
                 StrRef {
                     off: off + 2,
                     len: d.len() as u32,
@@ -266,13 +290,12 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
     for (a, _) in hashes.values_mut() {
         *a = hash_ids.flatten(*a, &mut pool);
     }
-    info.keys = [hosts.len() as u32, hashes.len() as u32, v6urls.len() as u32];
     info.no_digit_tld = u32::from(!digit_tld);
     // The tables are laid out on every core: each lays its extras out alone, rebased after the others' in the
     // order hosts, hashes, IPv6 URLs, so the bytes are those of a sequential build.
     let finish = |t: TableBuilder| {
         let mut x = Vec::new();
-        let built = t.finish(&mut x);
+        let built = t.finish(&mut x, &arena.bytes);
         (built, x)
     };
     let ((hosts, mut extras), ((mut hashes, hash_x), ((mut v6urls, v6_x), ips))) = rayon::join(
@@ -284,6 +307,7 @@ pub fn sections(indicators: Vec<Indicator>) -> Sections {
             )
         },
     );
+    info.keys = [hosts.keys as u32, hashes.keys as u32, v6urls.keys as u32];
     hashes.rebase(extras.len() as u32);
     extras.extend(hash_x);
     v6urls.rebase(extras.len() as u32);

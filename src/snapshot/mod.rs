@@ -65,12 +65,12 @@ impl std::fmt::Debug for Compiled {
 }
 
 impl Compiled {
-    /// Lays out `indicators` (ids are their positions). Linear in the set; the indicators can be dropped after.
-    pub fn build(indicators: Vec<Indicator>, version: u64) -> Compiled {
+    /// Lays out `set` (ids are positions in insertion order). Linear in the set, which it consumes: the peak
+    /// holds the sections and what is left of the set, not the whole set beside them.
+    pub fn build(set: IndicatorSet, version: u64) -> Compiled {
         let started = Instant::now();
-        let n = indicators.len() as u32;
-        // The set is consumed: the peak holds the sections and the layout, not the set too.
-        let sections = encode::sections(indicators);
+        let n = set.len() as u32;
+        let sections = encode::sections(set);
         crate::memory::release_freed();
         let facts = encode::HeaderFacts {
             version,
@@ -369,7 +369,7 @@ impl Snapshot {
     /// Compiles a snapshot. Cost: linear in the number of indicators; the set is freed once laid out.
     pub fn build(set: IndicatorSet, version: u64) -> Snapshot {
         let started = Instant::now();
-        let base = Compiled::build(set.into_vec(), version);
+        let base = Compiled::build(set, version);
         Self::from_base(Arc::new(base), version, started.elapsed())
     }
 
@@ -412,7 +412,6 @@ impl Snapshot {
         for (k, n) in added.counts() {
             *counts.entry(k).or_default() += n;
         }
-        let added = added.into_vec();
         counts.retain(|_, n| *n > 0);
         let compiled = Compiled::build(added, version);
         Snapshot {

@@ -154,10 +154,14 @@ pub struct TableBuilder {
     /// beside the entries rather than in a vector per entry.
     extras: Vec<(u32, Extra)>,
     init: (u32, u32),
+    /// Some entries came from [`TableBuilder::push_distinct`], unlooked-up: layout merges equal keys.
+    deferred: bool,
 }
 
 /// A finished table's sections.
 pub struct BuiltTable {
+    /// Distinct keys placed.
+    pub keys: usize,
     pub slots: Vec<Slot>,
     pub bloom: Vec<u64>,
     pub extra_dir: Vec<ExtraDir>,
@@ -173,22 +177,30 @@ impl BuiltTable {
 }
 
 impl TableBuilder {
-    /// A builder whose new entries start with values `init`.
-    pub fn new(capacity: usize, init: (u32, u32)) -> Self {
+    /// A builder for `capacity` entries, `looked_up` of them through [`Self::entry`], whose new entries start
+    /// with values `init`.
+    pub fn new(capacity: usize, looked_up: usize, init: (u32, u32)) -> Self {
         TableBuilder {
-            index: HashTable::with_capacity(capacity),
+            index: HashTable::with_capacity(looked_up),
             entries: Vec::with_capacity(capacity),
             extras: Vec::new(),
             init,
+            deferred: false,
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// Adds a key stored length-prefixed at `off` that is distinct from every other key added this way, with
+    /// values `a` and `b` (`NONE` for none): a deduplicated set's domains and host names, seven million at 10M,
+    /// skip the lookup (a cache miss each). A key equal to one added otherwise is merged into it when the table is
+    /// laid out, so this is for tables whose values are an id or `NONE` (the host table), not id lists.
+    pub fn push_distinct(&mut self, key: &[u8], off: u32, a: u32, b: u32) {
+        self.deferred = true;
+        self.entries.push(Entry {
+            hash: hash_key(key),
+            key: off,
+            a,
+            b,
+        });
     }
 
     /// The entry index of `key` (lower-case already), added when absent. `stored` gives the key's arena offset
@@ -227,14 +239,21 @@ impl TableBuilder {
         self.entries.iter_mut().map(|e| (&mut e.a, &mut e.b))
     }
 
-    /// Lays the table out; extras go to the end of `extras`.
-    pub fn finish(self, extras: &mut Vec<Extra>) -> BuiltTable {
+    /// Lays the table out, merging equal keys when some were added unlooked-up; extras go to the end of
+    /// `extras`. `arena` holds the keys.
+    pub fn finish(self, extras: &mut Vec<Extra>, arena: &[u8]) -> BuiltTable {
         let TableBuilder {
             index,
             entries,
             extras: mut own,
+            deferred,
             ..
         } = self;
+        let key_at = |off: u32| {
+            let off = (off & !KEY_EXTRAS) as usize;
+            let len = u16::from_le_bytes([arena[off], arena[off + 1]]) as usize;
+            &arena[off + 2..off + 2 + len]
+        };
         // The lookup index is done with: freed before the slots are allocated, so the two are never held at once.
         drop(index);
         let n = entries.len();
@@ -254,10 +273,17 @@ impl TableBuilder {
         let mut first = 0usize;
         // (slot, first extra, count) for each entry with extras.
         let mut placed: Vec<(u32, u32, u32)> = Vec::new();
+        let mut keys = 0;
         for (ei, e) in entries.into_iter().enumerate() {
             bloom[bloom_word(e.hash, words as u64 - 1)] |= bloom_bits(e.hash);
+            let t = tag(e.hash);
             let mut i = slot_start(e.hash, cap);
+            let mut same = false;
             while slots[i].key != NONE {
+                if deferred && slots[i].tag == t && key_at(slots[i].key) == key_at(e.key) {
+                    same = true;
+                    break;
+                }
                 i = next_slot(i, cap);
             }
             let mut flag = 0;
@@ -266,24 +292,40 @@ impl TableBuilder {
                 placed.push((i as u32, first as u32, g.len() as u32));
                 first += g.len();
             }
+            if same {
+                let s = &mut slots[i];
+                s.key |= flag;
+                for (have, new) in [(&mut s.a, e.a), (&mut s.b, e.b)] {
+                    if new != NONE {
+                        *have = new;
+                    }
+                }
+                continue;
+            }
+            keys += 1;
             slots[i] = Slot {
-                tag: tag(e.hash),
+                tag: t,
                 key: e.key | flag,
                 a: e.a,
                 b: e.b,
             };
         }
-        placed.sort_by_key(|p| p.0);
-        let mut extra_dir = Vec::with_capacity(placed.len());
+        // By slot, and a merged key's runs in the order their entries were added: one run per slot.
+        placed.sort_by_key(|p| (p.0, p.1));
+        let mut extra_dir: Vec<ExtraDir> = Vec::with_capacity(placed.len());
         for (slot, from, count) in placed {
-            extra_dir.push(ExtraDir {
-                slot,
-                first: extras.len() as u32,
-                count,
-            });
+            match extra_dir.last_mut() {
+                Some(d) if d.slot == slot => d.count += count,
+                _ => extra_dir.push(ExtraDir {
+                    slot,
+                    first: extras.len() as u32,
+                    count,
+                }),
+            }
             extras.extend(own[from as usize..(from + count) as usize].iter().map(|(_, x)| *x));
         }
         BuiltTable {
+            keys,
             slots,
             bloom,
             extra_dir,
