@@ -335,14 +335,14 @@ pub fn indicator_set(inds: &[GenIndicator]) -> crate::IndicatorSet {
     });
     for (i, g) in inds.iter().enumerate() {
         loader.add_attribute(crate::load::RawAttribute {
-            misp_type: g.misp_type.to_string(),
+            misp_type: g.misp_type.into(),
             value: g.value.clone(),
             to_ids: true,
             event: event.clone(),
             uuid: Some(format!("00000000-0000-4000-8000-{i:012x}")),
             category: Some("Network activity".into()),
             timestamp: Some(1_700_000_000 + i as i64),
-            location: String::new(),
+            location: crate::load::Location::Unknown,
             ..Default::default()
         });
     }

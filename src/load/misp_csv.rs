@@ -86,8 +86,8 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
                 .unwrap_or_default(),
             timestamp: get(date).and_then(|d| d.parse().ok()),
             comment: get(comment).map(str::to_string),
-            location: format!("{name}:{line}"),
-            misp_type,
+            location: format!("{name}:{line}").into(),
+            misp_type: misp_type.into(),
         });
     }
     Ok(())

@@ -292,8 +292,8 @@ pub fn attribute_from_json(
             .get("comment")
             .and_then(lenient_string)
             .filter(|c| !c.trim().is_empty()),
-        location: location.to_string(),
-        misp_type,
+        location: location.to_string().into(),
+        misp_type: misp_type.into(),
         value,
     })
 }

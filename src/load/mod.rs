@@ -16,6 +16,7 @@ use crate::indicator::{
     RejectReason, Rejected, Uuid, Value,
 };
 use hashbrown::HashMap;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,7 +56,8 @@ impl LoadError {
 /// One MISP attribute as read from any source, before policy and normalisation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawAttribute {
-    pub misp_type: String,
+    /// Borrowed for the types a loader names itself (a plain list's guessed `domain`): no allocation a line.
+    pub misp_type: Cow<'static, str>,
     pub value: String,
     pub to_ids: bool,
     pub deleted: bool,
@@ -69,7 +71,35 @@ pub struct RawAttribute {
     /// MISP `comment`, or the comment that follows a value in a plain list.
     pub comment: Option<String>,
     /// The file and position (line, or JSON path) it was read from, for rejections.
-    pub location: String,
+    pub location: Location,
+}
+
+/// Where an attribute was read. A list line keeps its file's shared name and its number, and the text is made
+/// only when a report names it: most of ten million lines are never reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Location {
+    #[default]
+    Unknown,
+    /// Any position spelled out already (a JSON path, a URL and line).
+    Text(String),
+    /// Line `1` of file `0`.
+    Line(Arc<str>, usize),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Unknown => Ok(()),
+            Location::Text(t) => f.write_str(t),
+            Location::Line(name, n) => write!(f, "{name}:{n}"),
+        }
+    }
+}
+
+impl From<String> for Location {
+    fn from(s: String) -> Self {
+        Location::Text(s)
+    }
 }
 
 /// A rejected value and where it came from.
@@ -156,7 +186,16 @@ pub enum Skip {
 pub enum Examined {
     Skipped(Skip),
     Unsupported(String),
-    Parts(String, Vec<Result<(Value, Option<String>), Rejected>>),
+    Parts(Cow<'static, str>, Vec<Result<(Value, Option<String>), Rejected>>),
+}
+
+/// A MISP type trimmed and lower-cased, borrowed when it is a loader's own name that is both already.
+#[allow(clippy::ptr_arg)] // The `Cow` itself is the input: only a borrowed name can be handed on without a copy.
+fn lower_type(t: &Cow<'static, str>) -> Cow<'static, str> {
+    match t {
+        Cow::Borrowed(b) if !b.bytes().any(|c| c.is_ascii_uppercase() || c.is_ascii_whitespace()) => Cow::Borrowed(b),
+        t => Cow::Owned(t.trim().to_ascii_lowercase()),
+    }
 }
 
 /// The policy and vetters of a [`Loader`], apart from its set and counts.
@@ -170,7 +209,7 @@ impl Examiner {
     /// The pure half of [`Loader::add_attribute`]: policy, normalisation and vetting, with no effect on the
     /// loader, so big lists run it on every core and commit the results in input order.
     pub fn examine(&self, raw: &RawAttribute) -> Examined {
-        let mtype = raw.misp_type.trim().to_ascii_lowercase();
+        let mtype = lower_type(&raw.misp_type);
         let skip = if raw.deleted && !self.policy.include_all {
             Some(Skip::Deleted)
         } else if !raw.to_ids && !self.policy.include_all {
@@ -182,7 +221,7 @@ impl Examiner {
             return Examined::Skipped(skip);
         }
         match normalize_attribute(&mtype, &raw.value, &self.policy) {
-            AttributeOutcome::Unsupported => Examined::Unsupported(mtype),
+            AttributeOutcome::Unsupported => Examined::Unsupported(mtype.into_owned()),
             AttributeOutcome::Parts(parts) => {
                 let parts = parts
                     .into_iter()
@@ -267,7 +306,7 @@ impl Loader {
 
     /// Commits attributes examined elsewhere ([`Examiner::examine`]), in order: the set, its merge order and the
     /// report are exactly those of adding them one by one.
-    pub fn add_examined(&mut self, items: Vec<(RawAttribute, Examined)>) {
+    pub fn add_examined(&mut self, items: impl IntoIterator<Item = (RawAttribute, Examined)>) {
         for (raw, ex) in items {
             self.commit(raw, ex);
         }
@@ -319,14 +358,14 @@ impl Loader {
                 Err(e) => {
                     let ts = self.stats.type_stats(&mtype);
                     *ts.rejected.entry(e.reason).or_default() += 1;
-                    let ex = self.stats.examples.entry((mtype.clone(), e.reason)).or_default();
+                    let ex = self.stats.examples.entry((mtype.to_string(), e.reason)).or_default();
                     if ex.len() < EXAMPLES_PER_REASON {
                         ex.push(Rejection {
-                            misp_type: mtype.clone(),
+                            misp_type: mtype.to_string(),
                             value: raw.value.clone(),
                             reason: e.reason,
                             detail: e.detail,
-                            location: raw.location.clone(),
+                            location: raw.location.to_string(),
                         });
                     }
                 }
@@ -369,7 +408,7 @@ impl Loader {
         let key = AttrMeta {
             event: raw.event.clone(),
             category: raw.category.as_deref().map(Box::from),
-            misp_type: raw.misp_type.as_str().into(),
+            misp_type: (*raw.misp_type).into(),
             tags: raw.tags.iter().map(|t| Box::from(t.as_str())).collect(),
             comment: raw.comment.as_deref().map(Box::from),
         };

@@ -247,12 +247,12 @@ impl FeedSource {
         let attrs = values
             .into_iter()
             .map(|(line, misp_type, value)| RawAttribute {
-                misp_type,
+                misp_type: misp_type.into(),
                 value,
                 to_ids: true,
                 event: event.clone(),
                 tags: vec![format!("feed:{}", self.cfg.name)],
-                location: format!("{url}:{line}"),
+                location: format!("{url}:{line}").into(),
                 ..Default::default()
             })
             .collect();

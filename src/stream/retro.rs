@@ -127,10 +127,12 @@ pub async fn run(
 
 /// Adds `more` to `into`, once per type and value.
 fn merge(into: &mut Vec<RawAttribute>, more: Vec<RawAttribute>) {
-    let mut seen: std::collections::HashSet<(String, String)> =
-        into.iter().map(|a| (a.misp_type.clone(), a.value.clone())).collect();
+    let mut seen: std::collections::HashSet<(String, String)> = into
+        .iter()
+        .map(|a| (a.misp_type.to_string(), a.value.clone()))
+        .collect();
     for a in more {
-        if seen.insert((a.misp_type.clone(), a.value.clone())) {
+        if seen.insert((a.misp_type.to_string(), a.value.clone())) {
             into.push(a);
         }
     }
