@@ -1,89 +1,190 @@
 //! MISP JSON: restSearch attribute responses (wrapped or not), event exports (with objects) and lists of either.
 
-use super::{lenient_bool, lenient_string, LoadError, Loader, RawAttribute};
+use super::json_attr::Element;
+use super::{lenient_bool, lenient_string, Examined, LoadError, Loader, Location, RawAttribute};
 use crate::indicator::EventMeta;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
-    let json_error = |e: serde_json::Error| LoadError::Json {
+fn json_error(name: &str, e: serde_json::Error) -> LoadError {
+    LoadError::Json {
         path: name.to_string(),
         line: e.line(),
         column: e.column(),
         msg: e.to_string(),
-    };
-    let other_shape = Cell::new(false);
-    let seed = RestSearch {
-        name,
-        other_shape: &other_shape,
-    };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    match seed.deserialize(&mut de).and_then(|attrs| de.end().map(|()| attrs)) {
-        Ok(attrs) => {
-            for a in attrs {
-                match a {
-                    Ok(raw) => loader.add_attribute(raw),
-                    Err(msg) => loader.stats.warnings.push(msg),
-                }
-            }
-            Ok(())
-        }
-        Err(_) if other_shape.get() => {
-            let root: Value = serde_json::from_slice(bytes).map_err(json_error)?;
-            walk(loader, name, &root, "")
-        }
-        Err(e) => Err(json_error(e)),
     }
 }
 
-/// restSearch's own answer, `{"response": {"Attribute": [...]}}`, read one attribute at a time: the response is
-/// never held as a `Value` tree (about 8x the text for a 1M-attribute answer), only each attribute's. Any other
-/// shape (events, lists, a bare attribute) sets `other_shape` and fails, and the caller walks a tree as before.
-/// The attributes are collected, not added, so a document that turns out malformed loads nothing, as before.
-struct RestSearch<'a> {
-    name: &'a str,
-    other_shape: &'a Cell<bool>,
+pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    match stream(loader, name, serde_json::Deserializer::from_slice(bytes)) {
+        Ok(()) => Ok(()),
+        Err((_, true)) => {
+            let root: Value = serde_json::from_slice(bytes).map_err(|e| json_error(name, e))?;
+            walk(loader, name, &root, "")
+        }
+        Err((e, false)) => Err(json_error(name, e)),
+    }
 }
 
-type Streamed = Vec<Result<RawAttribute, String>>;
+/// [`load`] from a reader, so a restSearch file of millions of attributes is never held whole; any other shape
+/// is read again whole with `reread` and walked as a tree.
+pub(super) fn load_reader(
+    loader: &mut Loader,
+    name: &str,
+    reader: impl std::io::Read,
+    reread: impl FnOnce() -> Result<Vec<u8>, LoadError>,
+) -> Result<(), LoadError> {
+    match stream(loader, name, serde_json::Deserializer::from_reader(reader)) {
+        Ok(()) => Ok(()),
+        Err((_, true)) => load(loader, name, &reread()?),
+        Err((e, false)) => Err(json_error(name, e)),
+    }
+}
 
-impl<'de> DeserializeSeed<'de> for RestSearch<'_> {
-    type Value = Streamed;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Streamed, D::Error> {
+/// Attributes examined together on every core while the parser waits.
+const BATCH: usize = 4096;
+
+/// Streams a restSearch response from `de` into `loader`; the error says whether the document is another shape.
+///
+/// Into a loader that holds nothing yet, attributes go in batch by batch as they are parsed, and a document that
+/// turns out malformed is undone by resetting the loader, so it loads nothing, as before. A loader that holds
+/// earlier sources cannot be undone from (merges change kept indicators), so it gets the attributes once the
+/// document parsed whole.
+fn stream<'de, R: serde_json::de::Read<'de>>(
+    loader: &mut Loader,
+    name: &str,
+    mut de: serde_json::Deserializer<R>,
+) -> Result<(), (serde_json::Error, bool)> {
+    let undo = loader
+        .set
+        .is_empty()
+        .then(|| (loader.stats.clone(), loader.accepted.as_ref().map(Vec::len)));
+    let other_shape = Cell::new(false);
+    let sink = RefCell::new(Sink {
+        held: undo.is_none().then(Vec::new),
+        batch: Vec::new(),
+        loader,
+    });
+    let seed = RestSearch {
+        name,
+        other_shape: &other_shape,
+        sink: &sink,
+    };
+    let parsed = seed.deserialize(&mut de).and_then(|()| de.end());
+    let mut sink = sink.into_inner();
+    match parsed {
+        Ok(()) => {
+            let rest = sink.held.take().unwrap_or_default();
+            add_batch(sink.loader, rest);
+            let batch = std::mem::take(&mut sink.batch);
+            add_batch(sink.loader, batch);
+            Ok(())
+        }
+        Err(e) => {
+            if let Some((stats, accepted)) = undo {
+                let l = sink.loader;
+                l.set = Default::default();
+                l.stats = stats;
+                if let (Some(a), Some(n)) = (&mut l.accepted, accepted) {
+                    a.truncate(n);
+                }
+            }
+            Err((e, other_shape.get()))
+        }
+    }
+}
+
+/// Where streamed attributes go (see [`stream`]).
+struct Sink<'l> {
+    loader: &'l mut Loader,
+    /// Collected until the document parsed whole, for a loader that cannot be undone.
+    held: Option<Vec<Streamed>>,
+    batch: Vec<Streamed>,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, a: Streamed) {
+        match &mut self.held {
+            Some(h) => h.push(a),
+            None => {
+                self.batch.push(a);
+                if self.batch.len() >= BATCH {
+                    let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+                    add_batch(self.loader, batch);
+                }
+            }
+        }
+    }
+}
+
+/// Examines `items` on every core and commits them in order, a malformed attribute's message as a warning.
+fn add_batch(loader: &mut Loader, items: Vec<Streamed>) {
+    use rayon::prelude::*;
+    let examiner = loader.examiner();
+    let examined: Vec<Option<Examined>> = items
+        .par_iter()
+        .with_min_len(256)
+        .map(|a| a.as_ref().ok().map(|raw| examiner.examine(raw)))
+        .collect();
+    for (a, ex) in items.into_iter().zip(examined) {
+        match (a, ex) {
+            (Ok(raw), Some(ex)) => loader.commit(raw, ex),
+            (Err(msg), _) => loader.stats.warnings.push(msg),
+            (Ok(_), None) => unreachable!("every attribute is examined"),
+        }
+    }
+}
+
+/// restSearch's own answer, `{"response": {"Attribute": [...]}}`, read one attribute at a time, each straight
+/// into its fields ([`super::json_attr`]): the response is never held as a `Value` tree (about 8x the text for a
+/// 1M-attribute answer). Any other
+/// shape (events, lists, a bare attribute) sets `other_shape` and fails, and the caller walks a tree as before.
+struct RestSearch<'a, 'l> {
+    name: &'a str,
+    other_shape: &'a Cell<bool>,
+    sink: &'a RefCell<Sink<'l>>,
+}
+
+/// One streamed attribute, or why it is not one (with its location).
+type Streamed = Result<RawAttribute, String>;
+
+impl<'de> DeserializeSeed<'de> for RestSearch<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(Level { seed: self, depth: 0 })
     }
 }
 
 /// The root object (`depth` 0, key `response`), the response object (1, key `Attribute`), or the list (2).
-struct Level<'a> {
-    seed: RestSearch<'a>,
+struct Level<'a, 'l> {
+    seed: RestSearch<'a, 'l>,
     depth: u8,
 }
 
-impl Level<'_> {
+impl Level<'_, '_> {
     fn other<E: de::Error>(&self) -> E {
         self.seed.other_shape.set(true);
         E::custom("not a restSearch attribute response")
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Level<'_> {
-    type Value = Streamed;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Streamed, D::Error> {
+impl<'de> DeserializeSeed<'de> for Level<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Level<'_> {
-    type Value = Streamed;
+impl<'de> Visitor<'de> for Level<'_, '_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a MISP restSearch response")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Streamed, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let want = match self.depth {
             0 => "response",
             1 => "Attribute",
@@ -98,44 +199,46 @@ impl<'de> Visitor<'de> for Level<'_> {
                 seed: RestSearch { ..self.seed },
                 depth: self.depth + 1,
             };
-            out = Some(map.next_value_seed(next)?);
+            map.next_value_seed(next)?;
+            out = Some(());
         }
         out.ok_or_else(|| self.other())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Streamed, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if self.depth != 2 {
             return Err(self.other());
         }
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         let mut i = 0usize;
-        while let Some(v) = seq.next_element::<Value>()? {
+        while let Some(e) = seq.next_element::<Element>()? {
             let location = format!("{}#/response/Attribute/{i}", self.seed.name);
-            out.push(match &v {
-                Value::Object(o) => attribute_from_json(o, None, &location).map_err(|msg| format!("{location}: {msg}")),
-                _ => Err(format!("{location}: attribute is not a JSON object")),
+            self.seed.sink.borrow_mut().push(match e {
+                Element::Attribute(f) => f
+                    .into_raw(Location::Text(location.clone()))
+                    .map_err(|msg| format!("{location}: {msg}")),
+                Element::NotAnObject => Err(format!("{location}: attribute is not a JSON object")),
             });
             i += 1;
         }
-        Ok(out)
+        Ok(())
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Streamed, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Err(self.other())
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Streamed, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
         Err(self.other())
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Streamed, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
         Err(self.other())
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Streamed, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
         Err(self.other())
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Streamed, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
         Err(self.other())
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Streamed, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
         Err(self.other())
     }
 }
@@ -346,6 +449,47 @@ mod tests {
             .load_bytes("t.json", b"{\"response\":{\"Attribute\":[]}} x")
             .unwrap_err();
         assert!(e.to_string().contains("t.json"), "{e}");
+    }
+
+    /// Loads `docs` as files, in order, into one loader: what is loaded, the warnings, and each load's error.
+    fn from_files(docs: &[&str]) -> (Vec<String>, Vec<String>, Vec<Option<String>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Loader::new(Policy::default());
+        let mut errors = Vec::new();
+        for (i, d) in docs.iter().enumerate() {
+            let p = dir.path().join(format!("{i}.json"));
+            std::fs::write(&p, d).unwrap();
+            errors.push(l.load_path(&p).err().map(|e| e.to_string()));
+        }
+        let warnings = l.stats.warnings.clone();
+        (l.finish().0.iter().map(|i| i.value.name()).collect(), warnings, errors)
+    }
+
+    #[test]
+    fn a_restsearch_file_is_streamed_from_disk_and_a_broken_one_loads_nothing_into_any_loader() {
+        let good =
+            r#"{"response":{"Attribute":[{"type":"domain","value":"evil.com"},{"type":"ip-dst","value":"10.0.0.1"}]}}"#;
+        let truncated =
+            "\u{feff}{\"response\":{\"Attribute\":[\n{\"type\":\"domain\",\"value\":\"b.com\"},\n{\"type\":";
+        // Into an empty loader (undone by reset) and into one that holds a file already (held until parsed).
+        let (names, _, errors) = from_files(&[truncated, good, truncated]);
+        assert_eq!(names, ["evil.com", "10.0.0.1"]);
+        for e in [&errors[0], &errors[2]] {
+            let e = e.as_deref().unwrap();
+            assert!(e.contains(".json") && e.contains("line 3"), "{e}");
+        }
+        assert!(errors[1].is_none());
+        // Another shape is read again whole and walked: an event export, and a response with an extra key.
+        let event = r#"{"Event":{"info":"x","Attribute":[{"type":"domain","value":"c.com"}]}}"#;
+        let extra = r#"{"response":{"Attribute":[{"type":"domain","value":"d.com"},7],"x":1}}"#;
+        let (names, warnings, errors) = from_files(&[extra, event]);
+        assert_eq!(names, ["d.com", "c.com"]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].ends_with("0.json#/response/Attribute/1: attribute is not a JSON object"),
+            "{warnings:?}"
+        );
+        assert_eq!(errors, [None, None]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (`to_ids`, `deleted`), normalisation and validation, and each rejection remembers where it came from.
 
 mod feed;
+mod json_attr;
 mod misp_csv;
 mod misp_json;
 mod plain;
@@ -440,9 +441,23 @@ impl Loader {
         if path.is_dir() {
             return feed::load_dir(self, path);
         }
-        let bytes = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
+        use std::io::{BufRead, Read};
+        let io = |e| LoadError::io(path, e);
+        let name = path.display().to_string();
+        let mut r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
+        let head = r.fill_buf().map_err(io)?;
+        let bom = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        let json = matches!(head[bom..].iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
+        if json {
+            // Streamed: a restSearch file of millions of attributes is never held whole.
+            r.consume(bom);
+            let reread = || std::fs::read(path).map_err(io);
+            return misp_json::load_reader(self, &name, r, reread);
+        }
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes).map_err(io)?;
         let bytes = maybe_gunzip(path, bytes)?;
-        self.load_bytes(&path.display().to_string(), &bytes)
+        self.load_bytes(&name, &bytes)
     }
 
     /// Room for `n` more indicators (see [`IndicatorSet::reserve`]).

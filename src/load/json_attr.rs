@@ -1,0 +1,423 @@
+//! One restSearch attribute read straight from the parser into the fields a load uses, with MISP's typing
+//! quirks: no `Value` tree, and the twenty-odd fields a load ignores (ids, distribution, sharing groups, the
+//! event's org) are skipped without being built. It reads exactly what [`super::misp_json::attribute_from_json`]
+//! reads from a tree: the same leniency, the last of repeated keys, the same messages.
+
+use super::{lenient_bool, Location, RawAttribute};
+use crate::indicator::EventMeta;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::sync::Arc;
+
+/// An element of a restSearch `Attribute` list: an attribute object, or something else.
+pub enum Element {
+    Attribute(Box<Fields>),
+    NotAnObject,
+}
+
+/// The fields of one attribute object that a load reads.
+#[derive(Default)]
+pub struct Fields {
+    misp_type: Option<String>,
+    value: Option<String>,
+    to_ids: Option<bool>,
+    deleted: Option<bool>,
+    uuid: Option<String>,
+    category: Option<String>,
+    tags: Vec<String>,
+    timestamp: Option<String>,
+    comment: Option<String>,
+    event_id: Option<String>,
+    event_uuid: Option<String>,
+    event: Option<EventMeta>,
+}
+
+impl Fields {
+    /// The attribute, or why it is not one (as [`super::misp_json::attribute_from_json`] says it).
+    pub fn into_raw(self, location: Location) -> Result<RawAttribute, String> {
+        let misp_type = self.misp_type.ok_or("attribute has no type")?;
+        let value = self
+            .value
+            .ok_or_else(|| format!("{misp_type} attribute has no value"))?;
+        let mut event = self.event.unwrap_or_default();
+        if event.id.is_none() {
+            event.id = self.event_id;
+        }
+        if event.uuid.is_none() {
+            event.uuid = self.event_uuid;
+        }
+        Ok(RawAttribute {
+            to_ids: self.to_ids.unwrap_or(true),
+            deleted: self.deleted.unwrap_or(false),
+            event: Arc::new(event),
+            uuid: self.uuid,
+            category: self.category,
+            tags: self.tags,
+            timestamp: self.timestamp.and_then(|t| t.parse().ok()),
+            comment: self.comment.filter(|c| !c.trim().is_empty()),
+            location,
+            misp_type: misp_type.into(),
+            value,
+        })
+    }
+}
+
+/// An object key a load reads, matched without building a string (a reader's keys cannot be borrowed, and an
+/// attribute has some thirty of them with its event).
+enum Key {
+    Type,
+    Value,
+    ToIds,
+    Deleted,
+    Uuid,
+    Category,
+    Tag,
+    Timestamp,
+    Comment,
+    EventId,
+    EventUuid,
+    Event,
+    Id,
+    Info,
+    Name,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, k: &str) -> Result<Key, E> {
+                Ok(match k {
+                    "type" => Key::Type,
+                    "value" => Key::Value,
+                    "to_ids" => Key::ToIds,
+                    "deleted" => Key::Deleted,
+                    "uuid" => Key::Uuid,
+                    "category" => Key::Category,
+                    "Tag" => Key::Tag,
+                    "timestamp" => Key::Timestamp,
+                    "comment" => Key::Comment,
+                    "event_id" => Key::EventId,
+                    "event_uuid" => Key::EventUuid,
+                    "Event" => Key::Event,
+                    "id" => Key::Id,
+                    "info" => Key::Info,
+                    "name" => Key::Name,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// Consumes whatever value comes, for the shapes a field does not take.
+fn skip<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// A string field as `lenient_string` reads it: a string, or a number's JSON text; anything else is absent.
+struct Lenient(Option<String>);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Lenient, E> {
+                Ok(Lenient(Some(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Lenient, E> {
+                Ok(Lenient(Some(s)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Lenient, E> {
+                Ok(Lenient(Some(n.to_string())))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Lenient, E> {
+                Ok(Lenient(Some(n.to_string())))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Lenient, E> {
+                Ok(Lenient(serde_json::Number::from_f64(n).map(|n| n.to_string())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E>(self) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Lenient, A::Error> {
+                skip(seq).map(|()| Lenient(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Lenient, A::Error> {
+                skip_map(map).map(|()| Lenient(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A flag as `lenient_bool` reads it; scalars go through it, anything else is absent.
+struct Flag(Option<bool>);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(Flag(lenient_bool(&v)))
+    }
+}
+
+/// A `Tag` field as `tag_names` reads it: a list of tag objects (their `name`) or strings; anything else is none.
+struct Tags(Vec<String>);
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Tags;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of tags")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tags, A::Error> {
+                let mut out = Vec::new();
+                while let Some(t) = seq.next_element::<Tag>()? {
+                    out.extend(t.0);
+                }
+                Ok(Tags(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Tags, A::Error> {
+                skip_map(map).map(|()| Tags(Vec::new()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Tags, E> {
+                Ok(Tags(Vec::new()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Tags, E> {
+                Ok(Tags(Vec::new()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Tags, E> {
+                Ok(Tags(Vec::new()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Tags, E> {
+                Ok(Tags(Vec::new()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Tags, E> {
+                Ok(Tags(Vec::new()))
+            }
+            fn visit_unit<E>(self) -> Result<Tags, E> {
+                Ok(Tags(Vec::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One element of a `Tag` list.
+struct Tag(Option<String>);
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Tag;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a tag")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tag, A::Error> {
+                let mut name = None;
+                while let Some(k) = map.next_key::<Key>()? {
+                    if matches!(k, Key::Name) {
+                        name = map.next_value::<Lenient>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Tag(name))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Tag, E> {
+                Ok(Tag(Some(s.to_string())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Tag, A::Error> {
+                skip(seq).map(|()| Tag(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Tag, E> {
+                Ok(Tag(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Tag, E> {
+                Ok(Tag(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Tag, E> {
+                Ok(Tag(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Tag, E> {
+                Ok(Tag(None))
+            }
+            fn visit_unit<E>(self) -> Result<Tag, E> {
+                Ok(Tag(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An attribute's `Event` as `event_meta` reads it when it is an object; `None` otherwise.
+struct Event(Option<EventMeta>);
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Event;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+                let mut e = EventMeta::default();
+                while let Some(k) = map.next_key::<Key>()? {
+                    match k {
+                        Key::Id => e.id = map.next_value::<Lenient>()?.0,
+                        Key::Uuid => e.uuid = map.next_value::<Lenient>()?.0,
+                        Key::Info => e.info = map.next_value::<Lenient>()?.0,
+                        Key::Tag => e.tags = map.next_value::<Tags>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Event(Some(e)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Event, A::Error> {
+                skip(seq).map(|()| Event(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Event, E> {
+                Ok(Event(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Event, E> {
+                Ok(Event(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Event, E> {
+                Ok(Event(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Event, E> {
+                Ok(Event(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Event, E> {
+                Ok(Event(None))
+            }
+            fn visit_unit<E>(self) -> Result<Event, E> {
+                Ok(Event(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Element;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a MISP attribute")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+                let mut a = Fields::default();
+                while let Some(k) = map.next_key::<Key>()? {
+                    match k {
+                        Key::Type => a.misp_type = map.next_value::<Lenient>()?.0,
+                        Key::Value => a.value = map.next_value::<Lenient>()?.0,
+                        Key::ToIds => a.to_ids = map.next_value::<Flag>()?.0,
+                        Key::Deleted => a.deleted = map.next_value::<Flag>()?.0,
+                        Key::Uuid => a.uuid = map.next_value::<Lenient>()?.0,
+                        Key::Category => a.category = map.next_value::<Lenient>()?.0,
+                        Key::Tag => a.tags = map.next_value::<Tags>()?.0,
+                        Key::Timestamp => a.timestamp = map.next_value::<Lenient>()?.0,
+                        Key::Comment => a.comment = map.next_value::<Lenient>()?.0,
+                        Key::EventId => a.event_id = map.next_value::<Lenient>()?.0,
+                        Key::EventUuid => a.event_uuid = map.next_value::<Lenient>()?.0,
+                        Key::Event => a.event = map.next_value::<Event>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Element::Attribute(Box::new(a)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Element, A::Error> {
+                skip(seq).map(|()| Element::NotAnObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Element, E> {
+                Ok(Element::NotAnObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Element, E> {
+                Ok(Element::NotAnObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Element, E> {
+                Ok(Element::NotAnObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Element, E> {
+                Ok(Element::NotAnObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
+                Ok(Element::NotAnObject)
+            }
+            fn visit_unit<E>(self) -> Result<Element, E> {
+                Ok(Element::NotAnObject)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Element, Location};
+    use crate::load::misp_json::attribute_from_json;
+
+    /// Every quirk read both ways gives the same attribute or the same message.
+    #[test]
+    fn fields_read_exactly_what_the_tree_walk_reads() {
+        let docs = [
+            r#"{"type":"domain","value":"evil.com"}"#,
+            r#"{"type":"ip-dst","value":"10.0.0.1","to_ids":"0","deleted":1,"uuid":"5f1c2a9e-7b1d-4c33-9a51-3c2b6f0e4242"}"#,
+            r#"{"type":"md5","value":12345,"to_ids":"true","deleted":"no","timestamp":"1456957949","comment":"  "}"#,
+            r#"{"type":"domain","value":"a.com","timestamp":1456957949,"comment":"c2","category":"Network activity"}"#,
+            r#"{"type":"domain","value":"a.com","Tag":[{"name":"tlp:amber","id":"1"},"osint",{"x":1},7,null,{"name":3}]}"#,
+            r#"{"type":"domain","value":"a.com","Tag":{"name":"x"},"Event":{"id":3,"uuid":"u","info":"i","org_id":"1","Tag":[{"name":"e"}]}}"#,
+            r#"{"type":"domain","value":"a.com","event_id":"9","event_uuid":"eu","Event":"not an object"}"#,
+            r#"{"type":"domain","value":"a.com","event_id":9,"Event":{"info":"only info"}}"#,
+            r#"{"type":"domain","value":"first","value":"last","to_ids":[1],"deleted":{"a":1},"uuid":1.5}"#,
+            r#"{"type":true,"value":"a.com"}"#,
+            r#"{"type":"domain","value":null}"#,
+            r#"{"type":"domain","value":"a.com","to_ids":2,"deleted":0.0,"timestamp":"x","comment":["a"]}"#,
+        ];
+        for doc in docs {
+            let tree = match serde_json::from_str::<serde_json::Value>(doc).unwrap() {
+                serde_json::Value::Object(o) => attribute_from_json(&o, None, "here"),
+                _ => unreachable!(),
+            };
+            let streamed = match serde_json::from_str::<Element>(doc).unwrap() {
+                Element::Attribute(f) => f.into_raw(Location::Text("here".into())),
+                Element::NotAnObject => panic!("{doc}"),
+            };
+            assert_eq!(streamed, tree, "{doc}");
+        }
+        for doc in ["7", "\"x\"", "[1,{}]", "null", "true"] {
+            assert!(
+                matches!(serde_json::from_str::<Element>(doc).unwrap(), Element::NotAnObject),
+                "{doc}"
+            );
+        }
+    }
+}
