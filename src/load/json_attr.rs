@@ -126,6 +126,34 @@ fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     Ok(())
 }
 
+/// The scalar visits of a visitor that takes none of them: each gives `$none`. `str` only where listed, as a tag
+/// list's element takes a string.
+macro_rules! scalars_give {
+    ($t:ty, $none:expr) => {
+        fn visit_u64<E>(self, _: u64) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_unit<E>(self) -> Result<$t, E> {
+            Ok($none)
+        }
+    };
+    ($t:ty, $none:expr, str) => {
+        scalars_give!($t, $none);
+        fn visit_str<E>(self, _: &str) -> Result<$t, E> {
+            Ok($none)
+        }
+    };
+}
+
 /// A string field as `lenient_string` reads it: a string, or a number's JSON text; anything else is absent.
 struct Lenient(Option<String>);
 
@@ -200,24 +228,7 @@ impl<'de> Deserialize<'de> for Tags {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Tags, A::Error> {
                 skip_map(map).map(|()| Tags(Vec::new()))
             }
-            fn visit_str<E>(self, _: &str) -> Result<Tags, E> {
-                Ok(Tags(Vec::new()))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Tags, E> {
-                Ok(Tags(Vec::new()))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Tags, E> {
-                Ok(Tags(Vec::new()))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Tags, E> {
-                Ok(Tags(Vec::new()))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Tags, E> {
-                Ok(Tags(Vec::new()))
-            }
-            fn visit_unit<E>(self) -> Result<Tags, E> {
-                Ok(Tags(Vec::new()))
-            }
+            scalars_give!(Tags, Tags(Vec::new()), str);
         }
         d.deserialize_any(V)
     }
@@ -251,21 +262,7 @@ impl<'de> Deserialize<'de> for Tag {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Tag, A::Error> {
                 skip(seq).map(|()| Tag(None))
             }
-            fn visit_u64<E>(self, _: u64) -> Result<Tag, E> {
-                Ok(Tag(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Tag, E> {
-                Ok(Tag(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Tag, E> {
-                Ok(Tag(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Tag, E> {
-                Ok(Tag(None))
-            }
-            fn visit_unit<E>(self) -> Result<Tag, E> {
-                Ok(Tag(None))
-            }
+            scalars_give!(Tag, Tag(None));
         }
         d.deserialize_any(V)
     }
@@ -300,24 +297,7 @@ impl<'de> Deserialize<'de> for Event {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Event, A::Error> {
                 skip(seq).map(|()| Event(None))
             }
-            fn visit_str<E>(self, _: &str) -> Result<Event, E> {
-                Ok(Event(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Event, E> {
-                Ok(Event(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Event, E> {
-                Ok(Event(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Event, E> {
-                Ok(Event(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Event, E> {
-                Ok(Event(None))
-            }
-            fn visit_unit<E>(self) -> Result<Event, E> {
-                Ok(Event(None))
-            }
+            scalars_give!(Event, Event(None), str);
         }
         d.deserialize_any(V)
     }
@@ -357,24 +337,7 @@ impl<'de> Deserialize<'de> for Element {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Element, A::Error> {
                 skip(seq).map(|()| Element::NotAnObject)
             }
-            fn visit_str<E>(self, _: &str) -> Result<Element, E> {
-                Ok(Element::NotAnObject)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Element, E> {
-                Ok(Element::NotAnObject)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Element, E> {
-                Ok(Element::NotAnObject)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Element, E> {
-                Ok(Element::NotAnObject)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
-                Ok(Element::NotAnObject)
-            }
-            fn visit_unit<E>(self) -> Result<Element, E> {
-                Ok(Element::NotAnObject)
-            }
+            scalars_give!(Element, Element::NotAnObject, str);
         }
         d.deserialize_any(V)
     }
