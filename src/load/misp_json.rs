@@ -62,24 +62,27 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
         .is_empty()
         .then(|| (loader.stats.clone(), loader.accepted.as_ref().map(Vec::len)));
     let other_shape = Cell::new(false);
+    let name: Arc<str> = name.into();
     let sink = RefCell::new(Sink {
         held: undo.is_none().then(Vec::new),
         batch: Vec::new(),
         loader,
     });
     let seed = RestSearch {
-        name,
+        name: &name,
         other_shape: &other_shape,
         sink: &sink,
     };
     let parsed = seed.deserialize(&mut de).and_then(|()| de.end());
-    let mut sink = sink.into_inner();
+    let sink = sink.into_inner();
     match parsed {
         Ok(()) => {
-            let rest = sink.held.take().unwrap_or_default();
-            add_batch(sink.loader, rest);
-            let batch = std::mem::take(&mut sink.batch);
-            add_batch(sink.loader, batch);
+            let Sink {
+                loader,
+                mut held,
+                mut batch,
+            } = sink;
+            add_batch(loader, held.as_mut().unwrap_or(&mut batch));
             Ok(())
         }
         Err(e) => {
@@ -111,16 +114,16 @@ impl Sink<'_> {
             None => {
                 self.batch.push(a);
                 if self.batch.len() >= BATCH {
-                    let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-                    add_batch(self.loader, batch);
+                    add_batch(self.loader, &mut self.batch);
                 }
             }
         }
     }
 }
 
-/// Examines `items` on every core and commits them in order, a malformed attribute's message as a warning.
-fn add_batch(loader: &mut Loader, items: Vec<Streamed>) {
+/// Examines `items` on every core and commits them in order, a malformed attribute's message as a warning. The
+/// vector is left empty with its room, for the next batch.
+fn add_batch(loader: &mut Loader, items: &mut Vec<Streamed>) {
     use rayon::prelude::*;
     let examiner = loader.examiner();
     let examined: Vec<Option<Examined>> = items
@@ -128,7 +131,7 @@ fn add_batch(loader: &mut Loader, items: Vec<Streamed>) {
         .with_min_len(256)
         .map(|a| a.as_ref().ok().map(|raw| examiner.examine(raw)))
         .collect();
-    for (a, ex) in items.into_iter().zip(examined) {
+    for (a, ex) in items.drain(..).zip(examined) {
         match (a, ex) {
             (Ok(raw), Some(ex)) => loader.commit(raw, ex),
             (Err(msg), _) => loader.stats.warnings.push(msg),
@@ -142,7 +145,7 @@ fn add_batch(loader: &mut Loader, items: Vec<Streamed>) {
 /// 1M-attribute answer). Any other
 /// shape (events, lists, a bare attribute) sets `other_shape` and fails, and the caller walks a tree as before.
 struct RestSearch<'a, 'l> {
-    name: &'a str,
+    name: &'a Arc<str>,
     other_shape: &'a Cell<bool>,
     sink: &'a RefCell<Sink<'l>>,
 }
@@ -211,11 +214,9 @@ impl<'de> Visitor<'de> for Level<'_, '_> {
         }
         let mut i = 0usize;
         while let Some(e) = seq.next_element::<Element>()? {
-            let location = format!("{}#/response/Attribute/{i}", self.seed.name);
+            let location = Location::At(self.seed.name.clone(), "#/response/Attribute/", i);
             self.seed.sink.borrow_mut().push(match e {
-                Element::Attribute(f) => f
-                    .into_raw(Location::Text(location.clone()))
-                    .map_err(|msg| format!("{location}: {msg}")),
+                Element::Attribute(f) => f.into_raw(location.clone()).map_err(|msg| format!("{location}: {msg}")),
                 Element::NotAnObject => Err(format!("{location}: attribute is not a JSON object")),
             });
             i += 1;

@@ -75,16 +75,16 @@ pub struct RawAttribute {
     pub location: Location,
 }
 
-/// Where an attribute was read. A list line keeps its file's shared name and its number, and the text is made
-/// only when a report names it: most of ten million lines are never reported.
+/// Where an attribute was read. A list line or a restSearch element keeps its file's shared name and its number,
+/// and the text is made only when a report names it: most of ten million attributes are never reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Location {
     #[default]
     Unknown,
     /// Any position spelled out already (a JSON path, a URL and line).
     Text(String),
-    /// Line `1` of file `0`.
-    Line(Arc<str>, usize),
+    /// Item `2` of file `0`, `1` between them: `list.txt` `:` `7`, `rs.json` `#/response/Attribute/` `7`.
+    At(Arc<str>, &'static str, usize),
 }
 
 impl std::fmt::Display for Location {
@@ -92,7 +92,7 @@ impl std::fmt::Display for Location {
         match self {
             Location::Unknown => Ok(()),
             Location::Text(t) => f.write_str(t),
-            Location::Line(name, n) => write!(f, "{name}:{n}"),
+            Location::At(name, sep, n) => write!(f, "{name}{sep}{n}"),
         }
     }
 }

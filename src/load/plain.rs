@@ -71,7 +71,7 @@ fn attribute(name: &Arc<str>, n: usize, line: &[u8], event: &Arc<EventMeta>, pol
         deleted: false,
         event: event.clone(),
         comment: comment.map(str::to_string),
-        location: Location::Line(name.clone(), n),
+        location: Location::At(name.clone(), ":", n),
         ..Default::default()
     })
 }

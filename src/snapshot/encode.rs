@@ -295,7 +295,7 @@ pub fn sections(set: IndicatorSet) -> Sections {
     // order hosts, hashes, IPv6 URLs, so the bytes are those of a sequential build.
     let finish = |t: TableBuilder| {
         let mut x = Vec::new();
-        let built = t.finish(&mut x, &arena.bytes);
+        let built = t.finish(&mut x, &arena);
         (built, x)
     };
     let ((hosts, mut extras), ((mut hashes, hash_x), ((mut v6urls, v6_x), ips))) = rayon::join(

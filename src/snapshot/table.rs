@@ -241,7 +241,7 @@ impl TableBuilder {
 
     /// Lays the table out, merging equal keys when some were added unlooked-up; extras go to the end of
     /// `extras`. `arena` holds the keys.
-    pub fn finish(self, extras: &mut Vec<Extra>, arena: &[u8]) -> BuiltTable {
+    pub fn finish(self, extras: &mut Vec<Extra>, arena: &Arena) -> BuiltTable {
         let TableBuilder {
             index,
             entries,
@@ -249,11 +249,7 @@ impl TableBuilder {
             deferred,
             ..
         } = self;
-        let key_at = |off: u32| {
-            let off = (off & !KEY_EXTRAS) as usize;
-            let len = u16::from_le_bytes([arena[off], arena[off + 1]]) as usize;
-            &arena[off + 2..off + 2 + len]
-        };
+        let key_at = |off: u32| arena.key(off & !KEY_EXTRAS);
         // The lookup index is done with: freed before the slots are allocated, so the two are never held at once.
         drop(index);
         let n = entries.len();
