@@ -619,6 +619,25 @@ fn urls_with_an_ipv6_literal_host_match_any_form_of_the_address() {
 }
 
 #[test]
+fn ipv6_url_hosts_are_compared_as_addresses_not_as_case_folded_bytes() {
+    // ::41 and ::61 end in the bytes 0x41 and 0x61, 'A' and 'a': a case-folding compare would take one for the other.
+    let one = snap(&[("url", "http://[2001:db8::41]/gate.php")]);
+    assert!(matches(&one, "http://[2001:db8::41]/gate.php"));
+    none_match(
+        &one,
+        &["http://[2001:db8::61]/gate.php", "http://[2001:db8::4161]/gate.php"],
+    );
+    let both = snap(&[("url", "http://[2001:db8::41]/a"), ("url", "http://[2001:db8::61]/b")]);
+    for (line, want) in [
+        ("http://[2001:db8::41]/a", "[2001:db8::41]/a"),
+        ("http://[2001:db8::61]/b", "[2001:db8::61]/b"),
+    ] {
+        assert_eq!(names(&both, line), [want], "{line}");
+    }
+    none_match(&both, &["http://[2001:db8::41]/b", "http://[2001:db8::61]/a"]);
+}
+
+#[test]
 fn one_host_as_domain_hostname_url_host_and_mail_host_keeps_every_rule_in_either_order() {
     // The build adds a set's domains and host names to the host table without a lookup and merges them with the
     // URL and e-mail hosts of the same key when it lays the table out: every order must give the same rules.

@@ -137,7 +137,7 @@ pub fn render(snap: &Snapshot, format: Format, filter: &TypeFilter, meta: &Expor
 
 /// The content fingerprint written in headers, so an unchanged file is recognised and left alone.
 fn fingerprint(body: &[u8]) -> String {
-    format!("{:016x}", crate::snapshot::keys::hash_key(body))
+    format!("{:016x}", crate::snapshot::keys::stable_hash(body))
 }
 
 /// What [`write`] did with each file.

@@ -559,7 +559,7 @@ impl Refresher {
         let Some((tx, seen)) = &mut self.retro else { return };
         // 8 bytes per attribute, not its strings: a 64-bit key collision could only skip one hunt.
         let key = |a: &crate::load::RawAttribute| {
-            crate::snapshot::keys::hash_key(format!("{}\u{0}{}", a.misp_type, a.value).as_bytes())
+            crate::snapshot::keys::stable_hash(format!("{}\u{0}{}", a.misp_type, a.value).as_bytes())
         };
         let hashes: Vec<u64> = accepted.iter().map(key).collect();
         if let Some(before) = seen.as_ref() {

@@ -73,18 +73,31 @@ static CLASS: [u8; 256] = {
 };
 
 impl Masks {
+    /// Every mask, for what is done to all of them alike.
+    fn all_mut(&mut self) -> [&mut Vec<u64>; 6] {
+        [
+            &mut self.host,
+            &mut self.dot,
+            &mut self.alnum,
+            &mut self.hex,
+            &mut self.colon,
+            &mut self.v6,
+        ]
+    }
+
     /// Classifies `line` with `path`.
     pub fn classify(&mut self, line: &[u8], path: Path) {
+        self.classify_within(line, line.len(), path);
+    }
+
+    /// Classifies the line `buf[..len]`, where `buf` goes on past the line (the rest of its chunk): the vector path
+    /// reads the last partial word straight from `buf` when 64 bytes are there and clears the bits past the line,
+    /// instead of copying the tail into a zeroed block, which cost more than classifying a short line's bytes.
+    pub fn classify_within(&mut self, buf: &[u8], len: usize, path: Path) {
+        let line = &buf[..len];
         let words = line.len().div_ceil(64);
         if self.host.len() != words {
-            for v in [
-                &mut self.host,
-                &mut self.dot,
-                &mut self.alnum,
-                &mut self.hex,
-                &mut self.colon,
-                &mut self.v6,
-            ] {
+            for v in self.all_mut() {
                 v.resize(words, 0);
             }
         }
@@ -94,6 +107,19 @@ impl Masks {
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => {
                 // SAFETY: `Path::Avx2` is only returned by `detect` when the CPU has AVX2.
+                if buf.len() >= words * 64 {
+                    // SAFETY: as above; `buf` holds every word read.
+                    unsafe { self.avx2_words(buf, 0, words) };
+                    let tail = line.len() % 64;
+                    if tail != 0 {
+                        let keep = !0u64 >> (64 - tail);
+                        for v in self.all_mut() {
+                            v[words - 1] &= keep;
+                        }
+                    }
+                    return;
+                }
+                // SAFETY: as above.
                 unsafe { self.avx2_words(line, 0, full) };
                 if full < words {
                     // The partial last word, from a zero-padded copy: a zero byte is in no class.
@@ -132,32 +158,37 @@ impl Masks {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     /// Words `from..to` of the masks from `block`, whose word 0 is mask word `from`.
+    ///
+    /// Each byte's classes come from two 16-entry table lookups (`vpshufb`) on its low and high nibble, ANDed:
+    /// [`NIBBLE_LO`] and [`NIBBLE_HI`] give every class a bit (or two, for the letters' two ranges), so a class
+    /// mask is one AND, compare and `movemask`, instead of range compares per class.
     unsafe fn avx2_words(&mut self, block: &[u8], from: usize, to: usize) {
         use std::arch::x86_64::*;
+        /// Bits of 32 lanes where some bit of `set` is on in the lane's class byte.
         #[inline(always)]
-        unsafe fn in_range(v: __m256i, lo: u8, hi: u8) -> __m256i {
-            // lo <= v <= hi, unsigned: max(v, lo) == v and min(v, hi) == v.
-            let ge = _mm256_cmpeq_epi8(_mm256_max_epu8(v, _mm256_set1_epi8(lo as i8)), v);
-            let le = _mm256_cmpeq_epi8(_mm256_min_epu8(v, _mm256_set1_epi8(hi as i8)), v);
-            _mm256_and_si256(ge, le)
+        unsafe fn any(cls: __m256i, set: u8) -> u32 {
+            let t = _mm256_and_si256(cls, _mm256_set1_epi8(set as i8));
+            !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(t, _mm256_setzero_si256())) as u32)
         }
         #[inline(always)]
-        unsafe fn half(p: *const u8) -> [u32; 5] {
+        unsafe fn half(p: *const u8, lo_tbl: __m256i, hi_tbl: __m256i) -> [u32; 5] {
+            let nib = _mm256_set1_epi8(0x0f);
             let v = _mm256_loadu_si256(p as *const __m256i);
-            let lower = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
-            let digit = in_range(v, b'0', b'9');
-            let letter = in_range(lower, b'a', b'z');
-            let hexl = in_range(lower, b'a', b'f');
-            let dot = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'.' as i8));
-            let dash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'-' as i8));
-            let under = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'_' as i8));
-            let colon = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b':' as i8));
-            let alnum = _mm256_or_si256(digit, letter);
-            let host = _mm256_or_si256(_mm256_or_si256(alnum, dot), _mm256_or_si256(dash, under));
-            let hex = _mm256_or_si256(digit, hexl);
-            let m = |x: __m256i| _mm256_movemask_epi8(x) as u32;
-            [m(host), m(dot), m(alnum), m(hex), m(colon)]
+            let lo = _mm256_and_si256(v, nib);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+            let cls = _mm256_and_si256(_mm256_shuffle_epi8(lo_tbl, lo), _mm256_shuffle_epi8(hi_tbl, hi));
+            [
+                any(cls, C_HOST),
+                // The dot is the class byte's top bit: its mask is the sign bits themselves.
+                _mm256_movemask_epi8(cls) as u32,
+                any(cls, C_ALNUM),
+                any(cls, C_HEX),
+                // The colon is bit 6: shifted into the sign bit (a 16-bit shift moves no byte's bit 6 across).
+                _mm256_movemask_epi8(_mm256_slli_epi16::<1>(cls)) as u32,
+            ]
         }
+        let lo_tbl = _mm256_loadu_si256(NIBBLE_LO_X2.as_ptr() as *const __m256i);
+        let hi_tbl = _mm256_loadu_si256(NIBBLE_HI_X2.as_ptr() as *const __m256i);
         // Six slices of one length, so the stores below need no bounds checks.
         let n = to - from;
         let host = &mut self.host[from..to];
@@ -169,8 +200,8 @@ impl Masks {
         assert!(block.len() >= n * 64);
         for w in 0..n {
             let p = block.as_ptr().add(w * 64);
-            let lo = half(p);
-            let hi = half(p.add(32));
+            let lo = half(p, lo_tbl, hi_tbl);
+            let hi = half(p.add(32), lo_tbl, hi_tbl);
             let j = |k: usize| lo[k] as u64 | (hi[k] as u64) << 32;
             host[w] = j(0);
             dot[w] = j(1);
@@ -180,6 +211,78 @@ impl Masks {
             v6[w] = j(1) | j(3) | j(4);
         }
     }
+}
+
+/// Class bits of the nibble tables: a byte is in a bit's class when both of its nibbles' entries have the bit.
+const C_DIGIT: u8 = 0x01; // high 3, low 0-9
+const C_HEX_LETTER: u8 = 0x02; // high 4 or 6, low 1-6: A-F, a-f
+const C_LETTER_1: u8 = 0x04; // high 4 or 6, low 1-F: A-O, a-o
+const C_LETTER_2: u8 = 0x08; // high 5 or 7, low 0-A: P-Z, p-z
+const C_DASH: u8 = 0x10; // 0x2D
+const C_UNDER: u8 = 0x20; // 0x5F
+const C_COLON: u8 = 0x40; // 0x3A
+const C_DOT: u8 = 0x80; // 0x2E
+const C_ALNUM: u8 = C_DIGIT | C_LETTER_1 | C_LETTER_2;
+const C_HOST: u8 = C_ALNUM | C_DASH | C_UNDER | C_DOT;
+const C_HEX: u8 = C_DIGIT | C_HEX_LETTER;
+
+/// Class bits allowed by a byte's low nibble.
+const NIBBLE_LO: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        let mut c = C_LETTER_1 * (i >= 1) as u8;
+        if i <= 9 {
+            c |= C_DIGIT;
+        }
+        if i >= 1 && i <= 6 {
+            c |= C_HEX_LETTER;
+        }
+        if i <= 0xA {
+            c |= C_LETTER_2;
+        }
+        if i == 0xA {
+            c |= C_COLON;
+        }
+        if i == 0xD {
+            c |= C_DASH;
+        }
+        if i == 0xE {
+            c |= C_DOT;
+        }
+        if i == 0xF {
+            c |= C_UNDER;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// Class bits allowed by a byte's high nibble (none for bytes of 0x80 and up).
+const NIBBLE_HI: [u8; 16] = {
+    let mut t = [0u8; 16];
+    t[2] = C_DASH | C_DOT;
+    t[3] = C_DIGIT | C_COLON;
+    t[4] = C_HEX_LETTER | C_LETTER_1;
+    t[5] = C_LETTER_2 | C_UNDER;
+    t[6] = C_HEX_LETTER | C_LETTER_1;
+    t[7] = C_LETTER_2;
+    t
+};
+
+/// The tables twice over: `vpshufb` looks up within each 16-byte lane.
+static NIBBLE_LO_X2: [u8; 32] = twice(NIBBLE_LO);
+static NIBBLE_HI_X2: [u8; 32] = twice(NIBBLE_HI);
+
+const fn twice(t: [u8; 16]) -> [u8; 32] {
+    let mut o = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        o[i] = t[i % 16];
+        i += 1;
+    }
+    o
 }
 
 /// Bit queries on one mask over a line of `len` bytes.
@@ -259,6 +362,27 @@ impl<'a> Bits<'a> {
             }
             w -= 1;
             m = !self.words[w];
+        }
+    }
+
+    /// The last set bit in `from..to`.
+    #[inline(always)]
+    pub fn prev_one(&self, from: usize, to: usize) -> Option<usize> {
+        if to <= from {
+            return None;
+        }
+        let mut w = (to - 1) / 64;
+        let mut m = self.words[w] & (!0u64 >> (63 - (to - 1) % 64));
+        loop {
+            if m != 0 {
+                let i = w * 64 + 63 - m.leading_zeros() as usize;
+                return (i >= from).then_some(i);
+            }
+            if w * 64 <= from {
+                return None;
+            }
+            w -= 1;
+            m = self.words[w];
         }
     }
 
@@ -373,6 +497,37 @@ mod tests {
     }
 
     #[test]
+    fn a_line_classified_inside_its_buffer_has_the_masks_of_the_line_alone() {
+        let buf: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        for len in [0, 1, 5, 63, 64, 65, 100, 128, 300, 636, 637, 699, 700] {
+            for path in [Path::Scalar, Path::detect()] {
+                let (mut alone, mut within) = (Masks::default(), Masks::default());
+                alone.classify(&buf[..len], path);
+                within.classify_within(&buf, len, path);
+                assert_eq!(
+                    [
+                        &alone.host,
+                        &alone.dot,
+                        &alone.alnum,
+                        &alone.hex,
+                        &alone.colon,
+                        &alone.v6
+                    ],
+                    [
+                        &within.host,
+                        &within.dot,
+                        &within.alnum,
+                        &within.hex,
+                        &within.colon,
+                        &within.v6
+                    ],
+                    "{path:?} {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn adjacency_and_word_run_queries_agree_with_a_byte_walk() {
         let line: Vec<u8> = b"a::b:c:::d 12:34:56 fe80::1 :x: ::".repeat(5);
         let mut m = Masks::default();
@@ -383,6 +538,10 @@ mod tests {
             for to in from..=line.len() {
                 let want = line[from..to].windows(2).any(|w| w == b"::");
                 assert_eq!(colons.any_adjacent(from, to), want, "{from}..{to}");
+            }
+            for to in from..=line.len() {
+                let want = (from..to).rev().find(|&i| line[i] == b':');
+                assert_eq!(colons.prev_one(from, to), want, "prev_one {from}..{to}");
             }
             for n in [1u32, 4, 16] {
                 if from % 64 + n as usize <= 64 {

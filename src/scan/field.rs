@@ -97,10 +97,10 @@ pub fn attribute(
 
 /// The last `#fields` header in a buffer of lines: the Zeek columns in effect after it, for the next chunk.
 pub fn last_header(buf: &[u8]) -> Option<TsvFields> {
-    // A forward search: `memmem`'s reverse search has no vector prefilter, and walked every chunk byte by byte.
-    let at = memchr::memmem::find_iter(buf, b"#fields\t")
-        .filter(|&i| i == 0 || buf[i - 1] == b'\n')
-        .last()?;
+    // A backward search for the rare byte `#` (vectorised in both directions) with the rest checked in place: a
+    // substring search over every chunk cost 4% of a scan's instructions for a header most inputs never have.
+    let at = memchr::memrchr_iter(b'#', buf)
+        .find(|&i| (i == 0 || buf[i - 1] == b'\n') && buf[i..].starts_with(b"#fields\t"))?;
     let end = memchr::memchr(b'\n', &buf[at..]).map_or(buf.len(), |i| at + i);
     tsv_header(&buf[at..end])
 }

@@ -8,7 +8,7 @@
 use super::classify::{Bits, Masks, Path};
 use crate::indicator::{is_email_local_byte, is_fuzzy_byte, TLSH_HEX};
 use crate::snapshot::ids::{self, NONE};
-use crate::snapshot::keys::{ends_in_digit_label, hash_key, RevHasher};
+use crate::snapshot::keys::{ends_in_digit_label, hash_key, LabelHasher};
 use crate::snapshot::layout::{EXTRA_EMAIL, EXTRA_URL};
 use crate::snapshot::{Compiled, Overlay, Snapshot};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -93,9 +93,16 @@ pub fn scan_line(snap: &Snapshot, line: &[u8], hits: &mut Vec<Hit>) {
 /// it must cover one of every 32 positions, and only those positions are looked at; IPv6 and colon-pair digests
 /// need a colon.
 pub fn scan_line_with(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits: &mut Vec<Hit>) {
+    scan_line_within(snap, line, line.len(), scratch, hits);
+}
+
+/// [`scan_line_with`] on the line `buf[..len]`, where `buf` is the rest of the chunk the line is in: the
+/// classification may read past the line (never past `buf`), so a chunk's lines need no copy of their tails.
+pub fn scan_line_within(snap: &Snapshot, buf: &[u8], len: usize, scratch: &mut Scratch, hits: &mut Vec<Hit>) {
     hits.clear();
+    let line = &buf[..len];
     let Scratch { masks, path } = scratch;
-    masks.classify(line, *path);
+    masks.classify_within(buf, len, *path);
     let json = is_json_line(line);
     let base = Probe {
         c: &snap.base,
@@ -141,7 +148,7 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
             ipv4_in_token(snap, line, start, end, hits);
         }
         if want_hosts && !(skip_digit_tld && ends_in_digit_label(&line[start..end])) {
-            host_suffixes(snap, line, start, end, json, hits);
+            host_suffixes(snap, line, dots, start, end, json, hits);
         }
     }
     if !snap.c.t.hashes.is_empty() && n >= 32 {
@@ -203,28 +210,32 @@ fn past_escape(line: &[u8], start: usize) -> usize {
 }
 
 /// Probes every label suffix that contains a dot, plus the whole token (hostnames, URLs and e-mails need it whole).
+/// The token's labels are found from its dots' bits and hashed right to left a word at a time, so each suffix's
+/// hash is one step on from the last.
 #[inline]
-fn host_suffixes(snap: Probe, line: &[u8], start: usize, end: usize, json: bool, hits: &mut Vec<Hit>) {
+fn host_suffixes(snap: Probe, line: &[u8], dots: Bits, start: usize, end: usize, json: bool, hits: &mut Vec<Hit>) {
     let hosts = &snap.c.t.hosts;
-    let mut h = RevHasher::new();
-    let mut seen_dot = false;
-    let mut i = end;
-    while i > start {
-        i -= 1;
-        let b = line[i];
-        if b == b'.' {
-            if seen_dot && i + 1 < end {
-                if let Some((_, e)) = hosts.get(h.finish(), &line[i + 1..end]) {
-                    if e.a != NONE {
-                        snap.push(hits, e.a, start, end);
-                    }
+    let mut h = LabelHasher::new();
+    let mut to = end;
+    let mut labels = 0;
+    loop {
+        let from = dots.prev_one(start, to).map_or(start, |d| d + 1);
+        h.label(line, from, to);
+        labels += 1;
+        if from == start {
+            break;
+        }
+        // `line[from..end]` follows a dot; it is a candidate when it holds a dot itself.
+        if labels >= 2 {
+            if let Some((_, e)) = hosts.get(h.finish(), &line[from..end]) {
+                if e.a != NONE {
+                    snap.push(hits, e.a, start, end);
                 }
             }
-            seen_dot = true;
         }
-        h.push(b);
+        to = from - 1;
     }
-    if !seen_dot {
+    if labels < 2 {
         return;
     }
     let Some((slot, e)) = hosts.get(h.finish(), &line[start..end]) else {
@@ -474,7 +485,7 @@ fn colon_runs(
 ) {
     let n = line.len();
     let mut pos = 0;
-    while let Some(c) = colons.next_one(pos) {
+    while let Some(c) = next_paired_colon(colons, pos) {
         let e = v6.next_zero(c);
         pos = e;
         // `c` is the first colon of its run (the previous run ended before it), so the run's colons are those
@@ -538,7 +549,7 @@ fn colon_runs(
         t.ips.lookup_v6(a, |id| snap.push(hits, id, s, end));
         if s > 0 && line[s - 1] == b'[' && line.get(end) == Some(&b']') {
             let octets = a.octets();
-            if let Some((slot, e)) = t.v6urls.get(hash_key(&octets), &octets) {
+            if let Some((slot, e)) = t.v6urls.get_exact(hash_key(&octets), &octets) {
                 for x in t.v6urls.extras(slot, e) {
                     let rest = &t.arena[x.text.off as usize..(x.text.off + x.text.len) as usize];
                     if let Some(m_end) = url_rest_at(line, end + 1, rest) {
@@ -550,6 +561,36 @@ fn colon_runs(
         if let Some(v4) = a.to_ipv4_mapped() {
             t.ips.lookup_v4(v4, |id| snap.push(hits, id, s, end));
         }
+    }
+}
+
+/// The first colon at or after `from` with another colon at most five bytes after it. The first colon of every
+/// IPv6 address and colon-pair digest is one (no group is longer than four hex digits), and a run's colons before
+/// such a colon only ever stand before where the address is taken to start, so the walk skips the lone colons of
+/// `key: value`, JSON's `"key":"value"` and `"port":443`, which were most of a line's colons.
+#[inline]
+fn next_paired_colon(colons: Bits, from: usize) -> Option<usize> {
+    let words = colons.words;
+    let paired = |w: usize| {
+        let x = words[w];
+        let next = words.get(w + 1).copied().unwrap_or(0);
+        let ahead = (1..=5).fold(0u64, |a, d| a | x >> d | next << (64 - d));
+        x & ahead
+    };
+    let mut w = from / 64;
+    if w >= words.len() {
+        return None;
+    }
+    let mut m = paired(w) & (!0u64 << (from % 64));
+    loop {
+        if m != 0 {
+            return Some(w * 64 + m.trailing_zeros() as usize);
+        }
+        w += 1;
+        if w >= words.len() {
+            return None;
+        }
+        m = paired(w);
     }
 }
 

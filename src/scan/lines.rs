@@ -2,7 +2,7 @@
 //! all go through [`LineScanner`], so the line cap, the counting and the call into the matcher live here only.
 
 use super::field::{self, FieldFilter, FieldHit, TsvFields};
-use super::{scan_line_with, Hit, Scratch};
+use super::{scan_line_within, Hit, Scratch};
 use crate::indicator::Kind;
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
@@ -107,7 +107,14 @@ impl LineScanner {
     }
 
     /// Scans one line (a trailing `\n` or `\r\n` is not part of it). Returns whether it had hits.
-    pub fn line(&mut self, snap: &Snapshot, offset: usize, mut line: &[u8], sink: &mut impl Sink) -> bool {
+    pub fn line(&mut self, snap: &Snapshot, offset: usize, line: &[u8], sink: &mut impl Sink) -> bool {
+        self.line_within(snap, offset, line, line.len(), sink)
+    }
+
+    /// [`Self::line`] on `buf[..len]`, where `buf` runs on to the end of the chunk, so classification may read
+    /// past the line instead of copying its tail.
+    fn line_within(&mut self, snap: &Snapshot, offset: usize, buf: &[u8], len: usize, sink: &mut impl Sink) -> bool {
+        let mut line = &buf[..len];
         while let [rest @ .., b'\n' | b'\r'] = line {
             line = rest;
         }
@@ -119,7 +126,7 @@ impl LineScanner {
         if line.starts_with(b"#fields\t") {
             self.tsv = field::tsv_header(line);
         }
-        scan_line_with(snap, line, &mut self.scratch, &mut self.hits);
+        scan_line_within(snap, buf, line.len(), &mut self.scratch, &mut self.hits);
         if self.hits.is_empty() {
             return false;
         }
@@ -154,7 +161,7 @@ impl LineScanner {
         let mut pos = 0;
         while pos < buf.len() {
             let end = memchr::memchr(b'\n', &buf[pos..]).map_or(buf.len(), |i| pos + i);
-            self.line(snap, pos, &buf[pos..end], sink);
+            self.line_within(snap, pos, &buf[pos..], end - pos, sink);
             pos = end + 1;
         }
     }

@@ -6,5 +6,5 @@ mod line;
 mod lines;
 
 pub use field::{FieldFilter, FieldHit};
-pub use line::{scan_line, scan_line_with, Hit, Scratch};
+pub use line::{scan_line, scan_line_with, scan_line_within, Hit, Scratch};
 pub use lines::{scan_buffer, Discard, LineScanner, ScanStats, Sink};

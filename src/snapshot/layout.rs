@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 /// First eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"IOCMSNAP";
 /// Bumped whenever a record or section changes meaning; a file of another version is refused, not guessed at.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Header bytes before the section table.
 pub const HEADER_LEN: usize = 64;
 /// Every section starts at a multiple of this, so each record type can be viewed in place.

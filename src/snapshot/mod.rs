@@ -247,15 +247,22 @@ impl Compiled {
         let t = &self.t;
         let mut cands: Vec<u32> = Vec::new();
         let host_extras = |host: &str, kind: u32, out: &mut Vec<u32>| {
-            let (table, key): (&table::TableView, Vec<u8>) =
+            // An IPv6 host's key is its octets, compared exactly; a host name's is text, compared ignoring case.
+            let (table, key, exact): (&table::TableView, Vec<u8>, bool) =
                 match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
                     Some(v6) => match v6.parse::<std::net::Ipv6Addr>() {
-                        Ok(a) => (&t.v6urls, a.octets().to_vec()),
+                        Ok(a) => (&t.v6urls, a.octets().to_vec(), true),
                         Err(_) => return,
                     },
-                    None => (&t.hosts, host.as_bytes().to_vec()),
+                    None => (&t.hosts, host.as_bytes().to_vec(), false),
                 };
-            if let Some((i, s)) = table.get(keys::hash_key(&key), &key) {
+            let h = keys::hash_key(&key);
+            let found = if exact {
+                table.get_exact(h, &key)
+            } else {
+                table.get(h, &key)
+            };
+            if let Some((i, s)) = found {
                 out.extend(table.extras(i, s).iter().filter(|x| x.kind == kind).map(|x| x.id));
             }
         };

@@ -5,16 +5,17 @@
 //! of the key's hash so a probe compares key bytes only when the tag agrees. Keys live length-prefixed in the
 //! snapshot's string arena (a domain's key is its value's text, stored once). The scanner hashes a host token right
 //! to left ([`super::keys::RevHasher`]), so every label suffix has its hash from one pass; the one-word Bloom filter
-//! (three bits of one 64-bit word per key, 4 bits per key) rejects almost every suffix with one memory access.
+//! (three bits of one 64-bit word per key, 8 or more bits per key) rejects almost every suffix with one memory access.
 
 use super::arena::Arena;
 use super::keys::hash_key;
 use super::layout::{Extra, ExtraDir, Slot, KEY_EXTRAS, NONE};
 use hashbrown::HashTable;
 
-/// The Bloom filter word for a hash.
+/// The Bloom filter word for a hash (`mask` is the word count less one); public so a batch of probes can prefetch
+/// its words before testing them, as the prefilter bench measures.
 #[inline(always)]
-fn bloom_word(h: u64, mask: u64) -> usize {
+pub fn bloom_word(h: u64, mask: u64) -> usize {
     ((h >> 12) & mask) as usize
 }
 
@@ -28,9 +29,27 @@ fn tag(h: u64) -> u32 {
     (h >> 32) as u32 ^ (h as u32).rotate_left(16)
 }
 
-/// Filter words for `n` keys: a power of two, at least 8.
+/// Adds `h` to a one-word Bloom filter of [`bloom_words`] words; public so the prefilter comparison bench
+/// measures the very filter the snapshot stores.
+#[inline(always)]
+pub fn bloom_insert(bloom: &mut [u64], h: u64) {
+    let w = bloom_word(h, bloom.len() as u64 - 1);
+    bloom[w] |= bloom_bits(h);
+}
+
+/// Whether a one-word Bloom filter (a power-of-two number of words) admits `h`: one memory access.
+#[inline(always)]
+pub fn bloom_admits(bloom: &[u64], h: u64) -> bool {
+    let bits = bloom_bits(h);
+    bloom[bloom_word(h, bloom.len() as u64 - 1)] & bits == bits
+}
+
+/// Filter words for `n` keys: a power of two, at least 8, and at least 8 bits per key. `cargo bench --bench
+/// prefilter` chose it: at 4 bits per key a scan's absent suffixes passed 14% of the time at 1M keys and each cost a
+/// table miss; at 8 bits 3.4% pass and a million probes take 6.0 ms instead of 16.0 ms, for 1 MB of filter per
+/// million keys (the README's design section has the whole comparison).
 pub fn bloom_words(n: usize) -> usize {
-    (n / 16 + 1).next_power_of_two().max(8)
+    (n / 8 + 1).next_power_of_two().max(8)
 }
 
 /// Slots for `n` keys in a table indexed by mask (the IP levels): a power of two at least 1.5 `n`, at least 8.
@@ -81,10 +100,8 @@ impl<'a> TableView<'a> {
     /// Whether the filter admits `h`: one memory access, taken before any slot is touched.
     #[inline(always)]
     pub fn may_contain(&self, h: u64) -> bool {
-        let bits = bloom_bits(h);
-        let w = bloom_word(h, self.bloom.len() as u64 - 1);
         // The filter length is a power of two checked at open, so the index is in bounds.
-        self.bloom[w] & bits == bits
+        bloom_admits(self.bloom, h)
     }
 
     /// The slot of `key` (compared ignoring ASCII case) whose [`hash_key`] is `h`, and its index.
@@ -96,9 +113,25 @@ impl<'a> TableView<'a> {
         self.probe(h, key)
     }
 
+    /// [`Self::get`] comparing bytes exactly: for keys that are not text (an IPv6 URL host's 16 octets, where
+    /// 0x41 and 0x61 are two addresses, not two cases of one letter).
+    #[inline]
+    pub fn get_exact(&self, h: u64, key: &[u8]) -> Option<(usize, &'a Slot)> {
+        if !self.may_contain(h) {
+            return None;
+        }
+        self.probe_by(h, |k| k == key)
+    }
+
     /// [`Self::get`] without the filter (the caller checked it).
     #[inline]
     pub fn probe(&self, h: u64, key: &[u8]) -> Option<(usize, &'a Slot)> {
+        self.probe_by(h, |k| k.eq_ignore_ascii_case(key))
+    }
+
+    /// The first slot on `h`'s probe sequence whose tag agrees and whose key `same` accepts.
+    #[inline(always)]
+    fn probe_by(&self, h: u64, same: impl Fn(&[u8]) -> bool) -> Option<(usize, &'a Slot)> {
         let cap = self.slots.len();
         let t = tag(h);
         let mut i = slot_start(h, cap);
@@ -107,7 +140,7 @@ impl<'a> TableView<'a> {
             if s.key == NONE {
                 return None;
             }
-            if s.tag == t && self.key(s).eq_ignore_ascii_case(key) {
+            if s.tag == t && same(self.key(s)) {
                 return Some((i, s));
             }
             i = next_slot(i, cap);
@@ -271,7 +304,7 @@ impl TableBuilder {
         let mut placed: Vec<(u32, u32, u32)> = Vec::new();
         let mut keys = 0;
         for (ei, e) in entries.into_iter().enumerate() {
-            bloom[bloom_word(e.hash, words as u64 - 1)] |= bloom_bits(e.hash);
+            bloom_insert(&mut bloom, e.hash);
             let t = tag(e.hash);
             let mut i = slot_start(e.hash, cap);
             let mut same = false;

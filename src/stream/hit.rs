@@ -20,8 +20,8 @@ pub struct Source<'a> {
 /// `hash(topic, partition, offset, indicator)` as 16 hex digits: the same for every redelivery of a hit.
 pub fn hit_id(topic: &str, partition: i32, offset: i64, indicator: &str) -> String {
     let text = format!("{topic}\u{0}{partition}\u{0}{offset}\u{0}{indicator}");
-    let a = crate::snapshot::keys::hash_key(text.as_bytes());
-    let b = crate::snapshot::keys::hash_key(format!("{text}\u{1}").as_bytes());
+    let a = crate::snapshot::keys::stable_hash(text.as_bytes());
+    let b = crate::snapshot::keys::stable_hash(format!("{text}\u{1}").as_bytes());
     format!("{a:016x}{b:016x}")
 }
 
