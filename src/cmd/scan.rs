@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use iocmatch::scan::field::{last_header, TsvFields};
 use iocmatch::scan::{FieldFilter, FieldHit, LineScanner, ScanStats, Sink};
 use iocmatch::sink::{ecs, OutputFormat};
-use iocmatch::source::{open_input, Chunk, ChunkReader};
+use iocmatch::source::{open_input, Batch, Chunk, ChunkReader, ReadAhead};
 use iocmatch::Snapshot;
 use rayon::prelude::*;
 use std::io::{self, IsTerminal, Write};
@@ -145,27 +145,18 @@ fn scan_input(
         path.display().to_string()
     };
     let reader = open_input(path).map_err(|e| InputError::Input(format!("{name}: {e}")))?;
-    let mut chunks = ChunkReader::new(reader, CHUNK_BYTES, args.max_line_bytes);
+    let chunks = ChunkReader::new(reader, CHUNK_BYTES, args.max_line_bytes);
     let file_path = (path.as_os_str() != "-").then(|| path.display().to_string());
     let batch_len = pool.current_num_threads() * 2;
+    // The next batch is read while this one is scanned.
+    let mut ahead =
+        ReadAhead::spawn(chunks, batch_len, name.clone()).map_err(|e| InputError::Input(format!("{name}: {e}")))?;
     let mut tsv: Option<TsvFields> = None;
     loop {
-        let mut batch: Vec<Chunk> = Vec::with_capacity(batch_len);
-        let mut read_error = None;
-        while batch.len() < batch_len {
-            match chunks.next_chunk() {
-                Ok(Some(c)) => batch.push(c),
-                Ok(None) => break,
-                Err(e) => {
-                    let at = batch.last().map_or(0, |c| c.offset + c.data.len() as u64);
-                    read_error = Some(format!("{name}: read error after byte {at}: {e}"));
-                    break;
-                }
-            }
-        }
-        if batch.is_empty() && read_error.is_none() {
+        let Some(Batch { chunks: batch, error }) = ahead.next_batch() else {
             return Ok(());
-        }
+        };
+        let read_error = error.map(|(at, e)| format!("{name}: read error after byte {at}: {e}"));
         // The Zeek `#fields` header in effect at the start of each chunk, found in input order.
         let headers: Vec<Option<TsvFields>> = batch
             .iter()
@@ -192,7 +183,7 @@ fn scan_input(
             p.inc(batch.iter().map(|c| c.data.len() as u64).sum());
         }
         for c in batch {
-            chunks.recycle(c.data);
+            ahead.recycle(c.data);
         }
         if let Some(msg) = read_error {
             return Err(InputError::Input(msg));

@@ -82,6 +82,11 @@ impl<R: Read> ChunkReader<R> {
         c
     }
 
+    /// How far into the input the reader has got: where a read error happened.
+    pub fn offset(&self) -> u64 {
+        self.offset + self.pending.len() as u64
+    }
+
     /// The next chunk, or `None` at the end of input. An I/O error leaves the reader at the failing position.
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
         while !self.eof && self.pending.len() < self.target {
