@@ -25,19 +25,45 @@ impl Path {
     }
 }
 
-/// The masks of one line, reused from line to line (no allocation once grown).
+/// The masks of one line, reused from line to line: the vectors only grow, and the line's words are the first
+/// [`Masks::words`] of each (resizing six vectors to every line's length zeroed memory per line for nothing).
 #[derive(Clone, Debug, Default)]
 pub struct Masks {
-    pub host: Vec<u64>,
-    pub dot: Vec<u64>,
-    pub alnum: Vec<u64>,
-    pub hex: Vec<u64>,
-    pub colon: Vec<u64>,
+    host: Vec<u64>,
+    dot: Vec<u64>,
+    alnum: Vec<u64>,
+    hex: Vec<u64>,
+    colon: Vec<u64>,
     /// Hex digits, colons and dots: the bytes of an IPv6 address in any textual form.
-    pub v6: Vec<u64>,
+    v6: Vec<u64>,
     /// The line's length in bytes; bits at and past it are zero.
-    pub len: usize,
+    len: usize,
+    words: usize,
 }
+
+/// One class's bits over the current line.
+macro_rules! class_bits {
+    ($($name:ident: $doc:literal),*) => {
+        impl Masks {
+            $(
+                #[doc = $doc]
+                #[inline(always)]
+                pub fn $name(&self) -> Bits<'_> {
+                    Bits::new(&self.$name[..self.words], self.len)
+                }
+            )*
+        }
+    };
+}
+
+class_bits!(
+    host: "Host bytes: `[A-Za-z0-9._-]`.",
+    dot: "Dots.",
+    alnum: "ASCII letters and digits.",
+    hex: "Hex digits.",
+    colon: "Colons.",
+    v6: "Hex digits, colons and dots."
+);
 
 const HOST: u8 = 1;
 const DOT: u8 = 2;
@@ -96,12 +122,13 @@ impl Masks {
     pub fn classify_within(&mut self, buf: &[u8], len: usize, path: Path) {
         let line = &buf[..len];
         let words = line.len().div_ceil(64);
-        if self.host.len() != words {
+        if self.host.len() < words {
             for v in self.all_mut() {
                 v.resize(words, 0);
             }
         }
         self.len = line.len();
+        self.words = words;
         let full = line.len() / 64;
         match path {
             #[cfg(target_arch = "x86_64")]
@@ -525,6 +552,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_short_line_after_a_long_one_sees_none_of_the_long_ones_words() {
+        let long = b"a.b.c:d ".repeat(40);
+        let short = b"x.y";
+        let mut reused = Masks::default();
+        reused.classify(&long, Path::detect());
+        reused.classify(short, Path::detect());
+        let mut fresh = Masks::default();
+        fresh.classify(short, Path::detect());
+        for (a, b) in [
+            (reused.host(), fresh.host()),
+            (reused.dot(), fresh.dot()),
+            (reused.colon(), fresh.colon()),
+        ] {
+            assert_eq!(a.words, b.words);
+            assert_eq!(a.next_one(1), b.next_one(1));
+        }
+        assert_eq!(reused.dot().next_one(2), None);
     }
 
     #[test]

@@ -124,8 +124,8 @@ pub fn scan_line_within(snap: &Snapshot, buf: &[u8], len: usize, scratch: &mut S
 #[inline]
 fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
-    let host = Bits { words: &m.host, len: n };
-    let dots = Bits { words: &m.dot, len: n };
+    let host = m.host();
+    let dots = m.dot();
     let ips = &snap.c.t.ips;
     let want_v4 = ips.has_v4();
     let want_hosts = !snap.c.t.hosts.is_empty();
@@ -152,23 +152,16 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
         }
     }
     if !snap.c.t.hashes.is_empty() && n >= 32 {
-        let alnum = Bits {
-            words: &m.alnum,
-            len: n,
-        };
-        let hex = Bits { words: &m.hex, len: n };
+        let (alnum, hex) = (m.alnum(), m.hex());
         hash_runs(snap, line, alnum, hex, json, hits);
     }
     let c = snap.c;
     let want_ip = want_v4 || ips.has_v6() || !c.t.v6urls.is_empty();
     let want_pairs = n >= 47 && (c.has_hash_len(32) || c.has_hash_len(40) || c.has_hash_len(64));
-    let colons = Bits {
-        words: &m.colon,
-        len: n,
-    };
+    let colons = m.colon();
     if (want_ip || want_pairs || c.has_fuzzy()) && colons.any() {
         if (want_ip || want_pairs) && colon_run_kinds(colons, 0, n, want_ip, want_pairs) != (false, false) {
-            let v6 = Bits { words: &m.v6, len: n };
+            let v6 = m.v6();
             colon_runs(snap, line, colons, v6, json, want_ip, want_pairs, hits);
         }
         if c.has_fuzzy() {
@@ -399,32 +392,49 @@ fn fuzzy_hashes(snap: Probe, line: &[u8], hits: &mut Vec<Hit>) {
     }
 }
 
+/// One octet of a dotted quad at `j` in `tok` (which ends where the token does): 1-3 digits, not followed by a
+/// fourth, no leading zero, at most 255; with where it ends.
+#[inline(always)]
+fn octet(tok: &[u8], j: usize) -> Option<(u32, usize)> {
+    let digit = |i: usize| tok.get(i).map_or(10, |b| b.wrapping_sub(b'0') as u32);
+    let d0 = digit(j);
+    if d0 > 9 {
+        return None;
+    }
+    let d1 = digit(j + 1);
+    if d1 > 9 {
+        return Some((d0, j + 1));
+    }
+    if d0 == 0 {
+        return None;
+    }
+    let d2 = digit(j + 2);
+    if d2 > 9 {
+        return Some((d0 * 10 + d1, j + 2));
+    }
+    let v = d0 * 100 + d1 * 10 + d2;
+    if digit(j + 3) <= 9 || v > 255 {
+        return None;
+    }
+    Some((v, j + 3))
+}
+
 /// Parses a dotted quad at `j`: four maximal digit runs of 1-3 digits, no leading zero, each at most 255.
 #[inline]
-fn parse_quad(line: &[u8], mut j: usize, end: usize) -> Option<(Ipv4Addr, usize)> {
-    let mut octets = [0u8; 4];
-    for (k, o) in octets.iter_mut().enumerate() {
-        if k > 0 {
-            if j >= end || line[j] != b'.' {
-                return None;
-            }
-            j += 1;
-        }
-        let s = j;
-        let mut v: u32 = 0;
-        while j < end && line[j].is_ascii_digit() {
-            v = v * 10 + (line[j] - b'0') as u32;
-            j += 1;
-            if j - s > 3 {
-                return None;
-            }
-        }
-        if j == s || v > 255 || (j - s > 1 && line[s] == b'0') {
+fn parse_quad(line: &[u8], j: usize, end: usize) -> Option<(Ipv4Addr, usize)> {
+    let tok = &line[..end];
+    let (a, j) = octet(tok, j)?;
+    let mut o = [a as u8, 0, 0, 0];
+    let mut j = j;
+    for x in &mut o[1..] {
+        if tok.get(j) != Some(&b'.') {
             return None;
         }
-        *o = v as u8;
+        let (v, k) = octet(tok, j + 1)?;
+        *x = v as u8;
+        j = k;
     }
-    Some((Ipv4Addr::from(octets), j))
+    Some((Ipv4Addr::from(o), j))
 }
 
 /// Dotted quads inside a host token that touch neither a digit nor a dot followed by a digit on either side.
@@ -433,20 +443,26 @@ fn ipv4_in_token(snap: Probe, line: &[u8], start: usize, end: usize, hits: &mut 
     let digit = |k: usize| line.get(k).is_some_and(u8::is_ascii_digit);
     let mut j = start;
     while j < end {
-        if line[j].is_ascii_digit() && (j == start || !line[j - 1].is_ascii_digit()) {
-            let left_ok = !(j >= start + 2 && line[j - 1] == b'.' && digit(j - 2));
-            if left_ok {
-                if let Some((a, k)) = parse_quad(line, j, end) {
-                    let right_ok = !(line.get(k) == Some(&b'.') && digit(k + 1));
-                    if right_ok {
-                        snap.c.t.ips.lookup_v4(a, |id| snap.push(hits, id, j, k));
-                    }
-                    j = k;
-                    continue;
+        if !line[j].is_ascii_digit() {
+            j += 1;
+            continue;
+        }
+        // `j` starts a digit run: runs are skipped whole below.
+        let left_ok = !(j >= start + 2 && line[j - 1] == b'.' && digit(j - 2));
+        if left_ok {
+            if let Some((a, k)) = parse_quad(line, j, end) {
+                let right_ok = !(line.get(k) == Some(&b'.') && digit(k + 1));
+                if right_ok {
+                    snap.c.t.ips.lookup_v4(a, |id| snap.push(hits, id, j, k));
                 }
+                j = k;
+                continue;
             }
         }
         j += 1;
+        while j < end && line[j].is_ascii_digit() {
+            j += 1;
+        }
     }
 }
 
