@@ -298,14 +298,24 @@ fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
 #[inline]
 fn hash_runs(snap: Probe, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
+    let words = hex.words;
     let mut k = 0;
     while k < n {
-        // A hex run of 32 or more covering `k` has 16 hex digits from `k` or 16 just before it (both inside one
-        // mask word, as `k` is a multiple of 32), so every other position is passed over with two bit tests.
-        if !(hex.get(k) && (hex.all_set_in_word(k, 16) || k >= 16 && hex.all_set_in_word(k - 16, 16))) {
-            k += 32;
+        // A hex run of 32 or more covering `k` (a multiple of 32) has 16 hex digits from `k` or the 16 just before
+        // it: a whole 16-bit lane of the hex mask. Both positions of a mask word are tested at once from which of
+        // its lanes are full, so a word without a candidate costs a handful of bit operations.
+        let w = k / 64;
+        let x = words[w];
+        let full = full_lanes(x);
+        let prev_top = w > 0 && words[w - 1] >> 48 == 0xffff;
+        k = if k % 64 == 0 && x & 1 != 0 && (full & 1 != 0 || prev_top) {
+            k
+        } else if x >> 32 & 1 != 0 && full & (1 << 32 | 1 << 16) != 0 {
+            w * 64 + 32
+        } else {
+            k = (w + 1) * 64;
             continue;
-        }
+        };
         let mut s = alnum.run_start(k);
         let e = alnum.next_zero(k);
         if json {
@@ -324,6 +334,16 @@ fn hash_runs(snap: Probe, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits:
         }
         k = e.div_ceil(32) * 32;
     }
+}
+
+/// Bit `i` of the result is set when bits `i..i + 16` of `x` all are (within the word): where `x`'s 16-bit lanes
+/// are full, at bits 0, 16, 32 and 48.
+#[inline(always)]
+fn full_lanes(x: u64) -> u64 {
+    let mut y = x & (x >> 1);
+    y &= y >> 2;
+    y &= y >> 4;
+    y & (y >> 8)
 }
 
 /// A digest printed as colon-separated byte pairs (`AB:CD:...`, as x509 tools print fingerprints) in `line[s..e]`,
