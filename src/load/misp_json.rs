@@ -4,6 +4,7 @@ use super::json_attr::Element;
 use super::{lenient_bool, lenient_string, Examined, LoadError, Loader, Location, RawAttribute};
 use crate::indicator::EventMeta;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -18,7 +19,19 @@ fn json_error(name: &str, e: serde_json::Error) -> LoadError {
 }
 
 pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
-    match stream(loader, name, serde_json::Deserializer::from_slice(bytes)) {
+    load_slice(loader, name, bytes, &|_| {})
+}
+
+/// [`load`] from a file mapped into memory: parsed from the slice (a reader is parsed a byte at a time), with
+/// `release(n)` called as the first `n` bytes are done with, so the mapping's pages can be dropped and the file
+/// never becomes resident whole.
+pub(super) fn load_slice(
+    loader: &mut Loader,
+    name: &str,
+    bytes: &[u8],
+    release: &dyn Fn(usize),
+) -> Result<(), LoadError> {
+    match stream(loader, name, serde_json::Deserializer::from_slice(bytes), release) {
         Ok(()) => Ok(()),
         Err((_, true)) => {
             let root: Value = serde_json::from_slice(bytes).map_err(|e| json_error(name, e))?;
@@ -36,7 +49,7 @@ pub(super) fn load_reader(
     reader: impl std::io::Read,
     reread: impl FnOnce() -> Result<Vec<u8>, LoadError>,
 ) -> Result<(), LoadError> {
-    match stream(loader, name, serde_json::Deserializer::from_reader(reader)) {
+    match stream(loader, name, serde_json::Deserializer::from_reader(reader), &|_| {}) {
         Ok(()) => Ok(()),
         Err((_, true)) => load(loader, name, &reread()?),
         Err((e, false)) => Err(json_error(name, e)),
@@ -56,6 +69,7 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
     loader: &mut Loader,
     name: &str,
     mut de: serde_json::Deserializer<R>,
+    release: &dyn Fn(usize),
 ) -> Result<(), (serde_json::Error, bool)> {
     let undo = loader
         .set
@@ -65,11 +79,14 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
     let name: Arc<str> = name.into();
     let sink = RefCell::new(Sink {
         held: undo.is_none().then(Vec::new),
-        batch: Vec::new(),
+        raw: Vec::new(),
+        first: 0,
+        done_bytes: 0,
+        release,
+        name: name.clone(),
         loader,
     });
     let seed = RestSearch {
-        name: &name,
         other_shape: &other_shape,
         sink: &sink,
     };
@@ -77,12 +94,21 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
     let sink = sink.into_inner();
     match parsed {
         Ok(()) => {
-            let Sink {
-                loader,
-                mut held,
-                mut batch,
-            } = sink;
-            add_batch(loader, held.as_mut().unwrap_or(&mut batch));
+            let mut sink = sink;
+            sink.flush();
+            if let Some(held) = sink.held.take() {
+                let examiner = sink.loader.examiner();
+                use rayon::prelude::*;
+                let examined: Vec<_> = held
+                    .into_par_iter()
+                    .with_min_len(256)
+                    .map(|a| {
+                        let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
+                        (a, ex)
+                    })
+                    .collect();
+                commit_all(sink.loader, examined);
+            }
             Ok(())
         }
         Err(e) => {
@@ -99,39 +125,82 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
     }
 }
 
-/// Where streamed attributes go (see [`stream`]).
-struct Sink<'l> {
+/// Where streamed attributes go (see [`stream`]): each list element arrives as its raw JSON text, and a batch of
+/// them is parsed into fields and examined on every core, so the one parsing thread only finds where elements end.
+struct Sink<'l, 'r> {
     loader: &'l mut Loader,
     /// Collected until the document parsed whole, for a loader that cannot be undone.
     held: Option<Vec<Streamed>>,
-    batch: Vec<Streamed>,
+    /// Elements not parsed yet, the first of them element `first` of the list.
+    raw: Vec<Box<RawValue>>,
+    first: usize,
+    /// Bytes of elements parsed so far: the input before them is done with (whitespace and commas aside).
+    done_bytes: usize,
+    release: &'r dyn Fn(usize),
+    name: Arc<str>,
 }
 
-impl Sink<'_> {
-    fn push(&mut self, a: Streamed) {
+impl Sink<'_, '_> {
+    fn push(&mut self, raw: Box<RawValue>) {
+        self.raw.push(raw);
+        if self.raw.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Parses (and, unless held, examines and commits) the pending elements on every core.
+    fn flush(&mut self) {
+        use rayon::prelude::*;
+        if self.raw.is_empty() {
+            return;
+        }
+        let (first, name) = (self.first, &self.name);
+        let parse = |k: usize, r: &RawValue| parse_element(name, first + k, r);
+        let bytes: usize = self.raw.iter().map(|r| r.get().len()).sum();
         match &mut self.held {
-            Some(h) => h.push(a),
+            Some(held) => held.par_extend(
+                self.raw
+                    .par_iter()
+                    .enumerate()
+                    .with_min_len(256)
+                    .map(|(k, r)| parse(k, r)),
+            ),
             None => {
-                self.batch.push(a);
-                if self.batch.len() >= BATCH {
-                    add_batch(self.loader, &mut self.batch);
-                }
+                let examiner = self.loader.examiner();
+                let examined: Vec<_> = self
+                    .raw
+                    .par_iter()
+                    .enumerate()
+                    .with_min_len(256)
+                    .map(|(k, r)| {
+                        let a = parse(k, r);
+                        let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
+                        (a, ex)
+                    })
+                    .collect();
+                commit_all(self.loader, examined);
             }
         }
+        self.first += self.raw.len();
+        self.raw.clear();
+        self.done_bytes += bytes;
+        (self.release)(self.done_bytes);
     }
 }
 
-/// Examines `items` on every core and commits them in order, a malformed attribute's message as a warning. The
-/// vector is left empty with its room, for the next batch.
-fn add_batch(loader: &mut Loader, items: &mut Vec<Streamed>) {
-    use rayon::prelude::*;
-    let examiner = loader.examiner();
-    let examined: Vec<Option<Examined>> = items
-        .par_iter()
-        .with_min_len(256)
-        .map(|a| a.as_ref().ok().map(|raw| examiner.examine(raw)))
-        .collect();
-    for (a, ex) in items.drain(..).zip(examined) {
+/// One element of the list, parsed from its raw text into the fields a load reads.
+fn parse_element(name: &Arc<str>, i: usize, raw: &RawValue) -> Streamed {
+    let location = Location::At(name.clone(), "#/response/Attribute/", i);
+    match serde_json::from_str::<Element>(raw.get()) {
+        Ok(Element::Attribute(f)) => f.into_raw(location.clone()).map_err(|msg| format!("{location}: {msg}")),
+        Ok(Element::NotAnObject) => Err(format!("{location}: attribute is not a JSON object")),
+        Err(e) => Err(format!("{location}: {e}")),
+    }
+}
+
+/// Commits examined attributes in list order, a malformed attribute's message as a warning.
+fn commit_all(loader: &mut Loader, examined: Vec<(Streamed, Option<Examined>)>) {
+    for (a, ex) in examined {
         match (a, ex) {
             (Ok(raw), Some(ex)) => loader.commit(raw, ex),
             (Err(msg), _) => loader.stats.warnings.push(msg),
@@ -144,16 +213,15 @@ fn add_batch(loader: &mut Loader, items: &mut Vec<Streamed>) {
 /// into its fields ([`super::json_attr`]): the response is never held as a `Value` tree (about 8x the text for a
 /// 1M-attribute answer). Any other
 /// shape (events, lists, a bare attribute) sets `other_shape` and fails, and the caller walks a tree as before.
-struct RestSearch<'a, 'l> {
-    name: &'a Arc<str>,
+struct RestSearch<'a, 'l, 'r> {
     other_shape: &'a Cell<bool>,
-    sink: &'a RefCell<Sink<'l>>,
+    sink: &'a RefCell<Sink<'l, 'r>>,
 }
 
 /// One streamed attribute, or why it is not one (with its location).
 type Streamed = Result<RawAttribute, String>;
 
-impl<'de> DeserializeSeed<'de> for RestSearch<'_, '_> {
+impl<'de> DeserializeSeed<'de> for RestSearch<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(Level { seed: self, depth: 0 })
@@ -161,26 +229,26 @@ impl<'de> DeserializeSeed<'de> for RestSearch<'_, '_> {
 }
 
 /// The root object (`depth` 0, key `response`), the response object (1, key `Attribute`), or the list (2).
-struct Level<'a, 'l> {
-    seed: RestSearch<'a, 'l>,
+struct Level<'a, 'l, 'r> {
+    seed: RestSearch<'a, 'l, 'r>,
     depth: u8,
 }
 
-impl Level<'_, '_> {
+impl Level<'_, '_, '_> {
     fn other<E: de::Error>(&self) -> E {
         self.seed.other_shape.set(true);
         E::custom("not a restSearch attribute response")
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Level<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Level<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Level<'_, '_> {
+impl<'de> Visitor<'de> for Level<'_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -212,14 +280,8 @@ impl<'de> Visitor<'de> for Level<'_, '_> {
         if self.depth != 2 {
             return Err(self.other());
         }
-        let mut i = 0usize;
-        while let Some(e) = seq.next_element::<Element>()? {
-            let location = Location::At(self.seed.name.clone(), "#/response/Attribute/", i);
-            self.seed.sink.borrow_mut().push(match e {
-                Element::Attribute(f) => f.into_raw(location.clone()).map_err(|msg| format!("{location}: {msg}")),
-                Element::NotAnObject => Err(format!("{location}: attribute is not a JSON object")),
-            });
-            i += 1;
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            self.seed.sink.borrow_mut().push(raw);
         }
         Ok(())
     }
@@ -419,6 +481,51 @@ mod tests {
         l.load_bytes("t.json", json.as_bytes()).unwrap();
         let warnings = l.stats.warnings.clone();
         (l.finish().0.iter().map(|i| i.value.name()).collect(), warnings)
+    }
+
+    #[test]
+    fn a_mapped_restsearch_file_loads_as_its_bytes_do_across_batches_and_releases_what_it_parsed() {
+        // More elements than one batch, with a bad one on each side of the first batch boundary.
+        let elems: Vec<String> = (0..super::BATCH + 1000)
+            .map(|i| match i {
+                7 => "\"seven\"".to_string(),
+                i if i == super::BATCH + 1 => "[1,2]".to_string(),
+                i => format!(r#"{{"type":"domain","value":"d{i}.example","to_ids":true}}"#),
+            })
+            .collect();
+        let doc = format!(r#"{{"response":{{"Attribute":[{}]}}}}"#, elems.join(",\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rs.json");
+        std::fs::write(&path, &doc).unwrap();
+        let mut mapped = Loader::new(Policy::default());
+        mapped.load_path(&path).unwrap();
+        let released = std::cell::RefCell::new(Vec::new());
+        let mut sliced = Loader::new(Policy::default());
+        super::load_slice(&mut sliced, &path.display().to_string(), doc.as_bytes(), &|n| {
+            released.borrow_mut().push(n)
+        })
+        .unwrap();
+        assert_eq!(mapped.stats.warnings, sliced.stats.warnings);
+        let w = &mapped.stats.warnings;
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].ends_with("rs.json#/response/Attribute/7: attribute is not a JSON object"),
+            "{w:?}"
+        );
+        let at = format!(
+            "#/response/Attribute/{}: attribute is not a JSON object",
+            super::BATCH + 1
+        );
+        assert!(w[1].ends_with(&at), "{w:?}");
+        let (a, b) = (mapped.finish().0, sliced.finish().0);
+        assert_eq!(a.len(), super::BATCH + 998);
+        assert_eq!(
+            a.iter().map(|i| i.value.name()).collect::<Vec<_>>(),
+            b.iter().map(|i| i.value.name()).collect::<Vec<_>>()
+        );
+        let released = released.into_inner();
+        assert_eq!(released.len(), 2, "one release per batch parsed");
+        assert!(released[0] < released[1] && released[1] < doc.len());
     }
 
     #[test]
