@@ -31,7 +31,7 @@ pub(super) fn load_slice(
     bytes: &[u8],
     release: &dyn Fn(usize),
 ) -> Result<(), LoadError> {
-    match stream(loader, name, serde_json::Deserializer::from_slice(bytes), release) {
+    match stream(loader, name, serde_json::Deserializer::from_slice(bytes), true, release) {
         Ok(()) => Ok(()),
         Err((_, true)) => {
             let root: Value = serde_json::from_slice(bytes).map_err(|e| json_error(name, e))?;
@@ -49,7 +49,13 @@ pub(super) fn load_reader(
     reader: impl std::io::Read,
     reread: impl FnOnce() -> Result<Vec<u8>, LoadError>,
 ) -> Result<(), LoadError> {
-    match stream(loader, name, serde_json::Deserializer::from_reader(reader), &|_| {}) {
+    match stream(
+        loader,
+        name,
+        serde_json::Deserializer::from_reader(reader),
+        false,
+        &|_| {},
+    ) {
         Ok(()) => Ok(()),
         Err((_, true)) => load(loader, name, &reread()?),
         Err((e, false)) => Err(json_error(name, e)),
@@ -69,6 +75,7 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
     loader: &mut Loader,
     name: &str,
     mut de: serde_json::Deserializer<R>,
+    borrow: bool,
     release: &dyn Fn(usize),
 ) -> Result<(), (serde_json::Error, bool)> {
     let undo = loader
@@ -79,7 +86,8 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
     let name: Arc<str> = name.into();
     let sink = RefCell::new(Sink {
         held: undo.is_none().then(Vec::new),
-        raw: Vec::new(),
+        text: String::new(),
+        ends: Vec::new(),
         first: 0,
         done_bytes: 0,
         release,
@@ -87,6 +95,7 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
         loader,
     });
     let seed = RestSearch {
+        borrow,
         other_shape: &other_shape,
         sink: &sink,
     };
@@ -131,8 +140,10 @@ struct Sink<'l, 'r> {
     loader: &'l mut Loader,
     /// Collected until the document parsed whole, for a loader that cannot be undone.
     held: Option<Vec<Streamed>>,
-    /// Elements not parsed yet, the first of them element `first` of the list.
-    raw: Vec<Box<RawValue>>,
+    /// Elements not parsed yet, back to back (element `first + k` of the list ends at `ends[k]`): one buffer
+    /// reused for every batch, so an element costs a copy, not an allocation.
+    text: String,
+    ends: Vec<usize>,
     first: usize,
     /// Bytes of elements parsed so far: the input before them is done with (whitespace and commas aside).
     done_bytes: usize,
@@ -141,9 +152,10 @@ struct Sink<'l, 'r> {
 }
 
 impl Sink<'_, '_> {
-    fn push(&mut self, raw: Box<RawValue>) {
-        self.raw.push(raw);
-        if self.raw.len() >= BATCH {
+    fn push(&mut self, raw: &RawValue) {
+        self.text.push_str(raw.get());
+        self.ends.push(self.text.len());
+        if self.ends.len() >= BATCH {
             self.flush();
         }
     }
@@ -151,29 +163,24 @@ impl Sink<'_, '_> {
     /// Parses (and, unless held, examines and commits) the pending elements on every core.
     fn flush(&mut self) {
         use rayon::prelude::*;
-        if self.raw.is_empty() {
+        if self.ends.is_empty() {
             return;
         }
-        let (first, name) = (self.first, &self.name);
-        let parse = |k: usize, r: &RawValue| parse_element(name, first + k, r);
-        let bytes: usize = self.raw.iter().map(|r| r.get().len()).sum();
+        let (first, name, text, ends) = (self.first, &self.name, self.text.as_str(), &self.ends);
+        let parse = |k: usize| {
+            let from = if k == 0 { 0 } else { ends[k - 1] };
+            parse_element(name, first + k, &text[from..ends[k]])
+        };
+        let n = ends.len();
         match &mut self.held {
-            Some(held) => held.par_extend(
-                self.raw
-                    .par_iter()
-                    .enumerate()
-                    .with_min_len(256)
-                    .map(|(k, r)| parse(k, r)),
-            ),
+            Some(held) => held.par_extend((0..n).into_par_iter().with_min_len(256).map(parse)),
             None => {
                 let examiner = self.loader.examiner();
-                let examined: Vec<_> = self
-                    .raw
-                    .par_iter()
-                    .enumerate()
+                let examined: Vec<_> = (0..n)
+                    .into_par_iter()
                     .with_min_len(256)
-                    .map(|(k, r)| {
-                        let a = parse(k, r);
+                    .map(|k| {
+                        let a = parse(k);
                         let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
                         (a, ex)
                     })
@@ -181,17 +188,18 @@ impl Sink<'_, '_> {
                 commit_all(self.loader, examined);
             }
         }
-        self.first += self.raw.len();
-        self.raw.clear();
-        self.done_bytes += bytes;
+        self.first += n;
+        self.done_bytes += self.text.len();
+        self.text.clear();
+        self.ends.clear();
         (self.release)(self.done_bytes);
     }
 }
 
 /// One element of the list, parsed from its raw text into the fields a load reads.
-fn parse_element(name: &Arc<str>, i: usize, raw: &RawValue) -> Streamed {
+fn parse_element(name: &Arc<str>, i: usize, raw: &str) -> Streamed {
     let location = Location::At(name.clone(), "#/response/Attribute/", i);
-    match serde_json::from_str::<Element>(raw.get()) {
+    match serde_json::from_str::<Element>(raw) {
         Ok(Element::Attribute(f)) => f.into_raw(location.clone()).map_err(|msg| format!("{location}: {msg}")),
         Ok(Element::NotAnObject) => Err(format!("{location}: attribute is not a JSON object")),
         Err(e) => Err(format!("{location}: {e}")),
@@ -214,6 +222,8 @@ fn commit_all(loader: &mut Loader, examined: Vec<(Streamed, Option<Examined>)>) 
 /// 1M-attribute answer). Any other
 /// shape (events, lists, a bare attribute) sets `other_shape` and fails, and the caller walks a tree as before.
 struct RestSearch<'a, 'l, 'r> {
+    /// Whether elements can be borrowed from the input (a slice) instead of copied out of it (a reader).
+    borrow: bool,
     other_shape: &'a Cell<bool>,
     sink: &'a RefCell<Sink<'l, 'r>>,
 }
@@ -280,8 +290,15 @@ impl<'de> Visitor<'de> for Level<'_, '_, '_> {
         if self.depth != 2 {
             return Err(self.other());
         }
-        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            self.seed.sink.borrow_mut().push(raw);
+        // From a slice an element's text is borrowed; a reader can only hand it over in a box of its own.
+        if self.seed.borrow {
+            while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                self.seed.sink.borrow_mut().push(raw);
+            }
+        } else {
+            while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                self.seed.sink.borrow_mut().push(&raw);
+            }
         }
         Ok(())
     }
