@@ -3,7 +3,7 @@
 
 use iocmatch::load::Loader;
 use iocmatch::scan::classify::Path;
-use iocmatch::scan::{scan_line, scan_line_with, Scratch};
+use iocmatch::scan::{scan_line, scan_line_with, scan_line_within, Scratch};
 use iocmatch::{Policy, Snapshot};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -306,6 +306,15 @@ proptest! {
             by_path.push(hits);
         }
         prop_assert_eq!(&by_path[0], &by_path[1], "spans differ between paths on {:?}", line);
+        // Inside a chunk the classifier reads past the line's end; what follows (here host bytes and indicators
+        // glued on, as after a line cut at the length cap) must change nothing.
+        let mut buf = line.clone().into_bytes();
+        buf.extend_from_slice(b"0evil.com.1.2.3.4fe80::1:d41d8cd98f00b204e9800998ecf8427e".repeat(3).as_slice());
+        for path in [Path::Scalar, Path::detect()] {
+            let mut hits = Vec::new();
+            scan_line_within(&snap, &buf, line.len(), &mut Scratch::with_path(path), &mut hits);
+            prop_assert_eq!(&hits, &by_path[0], "line {:?} inside a longer buffer ({:?})", line, path);
+        }
     }
 
     #[test]
