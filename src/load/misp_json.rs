@@ -1,12 +1,14 @@
 //! MISP JSON: restSearch attribute responses (wrapped or not), event exports (with objects) and lists of either.
 
 use super::json_attr::Element;
+use super::split;
 use super::{lenient_bool, lenient_string, Examined, LoadError, Loader, Location, RawAttribute};
 use crate::indicator::EventMeta;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn json_error(name: &str, e: serde_json::Error) -> LoadError {
@@ -24,13 +26,19 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
 
 /// [`load`] from a file mapped into memory: parsed from the slice (a reader is parsed a byte at a time), with
 /// `release(n)` called as the first `n` bytes are done with, so the mapping's pages can be dropped and the file
-/// never becomes resident whole.
+/// never becomes resident whole. restSearch's own wrapping is split by [`split`] first; anything it does not expect
+/// goes to serde_json, which names the error.
 pub(super) fn load_slice(
     loader: &mut Loader,
     name: &str,
     bytes: &[u8],
     release: &dyn Fn(usize),
 ) -> Result<(), LoadError> {
+    if let Some(list) = split::attribute_list(bytes) {
+        if split_list(loader, name, bytes, list, release) {
+            return Ok(());
+        }
+    }
     match stream(loader, name, serde_json::Deserializer::from_slice(bytes), true, release) {
         Ok(()) => Ok(()),
         Err((_, true)) => {
@@ -65,12 +73,59 @@ pub(super) fn load_reader(
 /// Attributes examined together on every core while the parser waits.
 const BATCH: usize = 4096;
 
+/// The list `bytes[from..to]` of a restSearch answer split by [`split::object_end`] and its elements parsed where
+/// they lie, a batch at a time on every core. At the first thing it does not expect (a byte between elements, an
+/// element that is not an object, one that is not well-formed JSON or UTF-8) it undoes what it loaded and returns
+/// false, so the serde path reads the document again, loads what it can and names the error.
+fn split_list(
+    loader: &mut Loader,
+    name: &str,
+    bytes: &[u8],
+    (from, to): (usize, usize),
+    release: &dyn Fn(usize),
+) -> bool {
+    let mut batches = Batches::new(loader, name);
+    let mut elems: Vec<&[u8]> = Vec::with_capacity(BATCH);
+    let mut i = split::skip_ws(bytes, from);
+    let whole = loop {
+        if i >= to {
+            break true;
+        }
+        if bytes[i] != b'{' {
+            break false;
+        }
+        let Some(e) = split::object_end(bytes, i).filter(|&e| e <= to) else {
+            break false;
+        };
+        elems.push(&bytes[i..e]);
+        i = split::skip_ws(bytes, e);
+        if i < to {
+            if bytes[i] != b',' {
+                break false;
+            }
+            i = split::skip_ws(bytes, i + 1);
+            if i >= to {
+                break false;
+            }
+        }
+        if elems.len() >= BATCH {
+            if !batches.parse(&elems, true) {
+                break false;
+            }
+            elems.clear();
+            release(e);
+        }
+    };
+    if whole && batches.parse(&elems, true) {
+        batches.finish();
+        true
+    } else {
+        batches.undo();
+        false
+    }
+}
+
 /// Streams a restSearch response from `de` into `loader`; the error says whether the document is another shape.
-///
-/// Into a loader that holds nothing yet, attributes go in batch by batch as they are parsed, and a document that
-/// turns out malformed is undone by resetting the loader, so it loads nothing, as before. A loader that holds
-/// earlier sources cannot be undone from (merges change kept indicators), so it gets the attributes once the
-/// document parsed whole.
 fn stream<'de, R: serde_json::de::Read<'de>>(
     loader: &mut Loader,
     name: &str,
@@ -78,21 +133,13 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
     borrow: bool,
     release: &dyn Fn(usize),
 ) -> Result<(), (serde_json::Error, bool)> {
-    let undo = loader
-        .set
-        .is_empty()
-        .then(|| (loader.stats.clone(), loader.accepted.as_ref().map(Vec::len)));
     let other_shape = Cell::new(false);
-    let name: Arc<str> = name.into();
     let sink = RefCell::new(Sink {
-        held: undo.is_none().then(Vec::new),
+        batches: Batches::new(loader, name),
         text: String::new(),
         ends: Vec::new(),
-        first: 0,
         done_bytes: 0,
         release,
-        name: name.clone(),
-        loader,
     });
     let seed = RestSearch {
         borrow,
@@ -100,36 +147,140 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
         sink: &sink,
     };
     let parsed = seed.deserialize(&mut de).and_then(|()| de.end());
-    let sink = sink.into_inner();
+    let mut sink = sink.into_inner();
     match parsed {
         Ok(()) => {
-            let mut sink = sink;
             sink.flush();
-            if let Some(held) = sink.held.take() {
-                let examiner = sink.loader.examiner();
-                use rayon::prelude::*;
-                let examined: Vec<_> = held
-                    .into_par_iter()
-                    .with_min_len(256)
-                    .map(|a| {
-                        let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
-                        (a, ex)
-                    })
-                    .collect();
-                commit_all(sink.loader, examined);
-            }
+            sink.batches.finish();
             Ok(())
         }
         Err(e) => {
-            if let Some((stats, accepted)) = undo {
-                let l = sink.loader;
-                l.set = Default::default();
-                l.stats = stats;
-                if let (Some(a), Some(n)) = (&mut l.accepted, accepted) {
-                    a.truncate(n);
+            sink.batches.undo();
+            Err((e, other_shape.get()))
+        }
+    }
+}
+
+/// A list's elements on their way into a loader, parsed into fields and examined a batch at a time on every core.
+///
+/// Into a loader that holds nothing yet, attributes go in batch by batch as they are parsed, and a document that
+/// turns out malformed is undone by resetting the loader, so it loads nothing, as before. A loader that holds
+/// earlier sources cannot be undone from (merges change kept indicators), so it gets the attributes once the
+/// document parsed whole.
+struct Batches<'l> {
+    loader: &'l mut Loader,
+    /// What the loader held before, to go back to; `None` when it held sources already.
+    undo: Option<(super::LoadStats, Option<usize>)>,
+    /// Collected until the document parsed whole, for a loader that cannot be undone.
+    held: Option<Vec<Streamed>>,
+    /// The last batch parsed and examined, committed while the next one is parsed.
+    pending: Vec<(Streamed, Option<Examined>)>,
+    examiner: super::Examiner,
+    /// The list index of the next element.
+    first: usize,
+    name: Arc<str>,
+}
+
+impl<'l> Batches<'l> {
+    fn new(loader: &'l mut Loader, name: &str) -> Self {
+        let undo = loader
+            .set
+            .is_empty()
+            .then(|| (loader.stats.clone(), loader.accepted.as_ref().map(Vec::len)));
+        Batches {
+            held: undo.is_none().then(Vec::new),
+            pending: Vec::new(),
+            examiner: loader.examiner(),
+            undo,
+            loader,
+            first: 0,
+            name: name.into(),
+        }
+    }
+
+    /// Parses the elements (and, unless held, examines and commits them) on every core. When `strict`, false,
+    /// with nothing of them committed, if one is not well-formed JSON in UTF-8; otherwise such an element is a
+    /// warning like any other it cannot read (serde's split has checked the JSON; a value may still fail, such as
+    /// a lone surrogate escape in a string).
+    fn parse(&mut self, elems: &[&[u8]], strict: bool) -> bool {
+        use rayon::prelude::*;
+        if elems.is_empty() {
+            return true;
+        }
+        let broken = AtomicBool::new(false);
+        let (first, name) = (self.first, &self.name);
+        let parse = |k: usize| match std::str::from_utf8(elems[k]) {
+            Ok(raw) => parse_element(name, first + k, raw, &broken),
+            Err(_) => {
+                broken.store(true, Ordering::Relaxed);
+                Err(String::new())
+            }
+        };
+        let n = elems.len();
+        match &mut self.held {
+            Some(held) => {
+                let at = held.len();
+                held.par_extend((0..n).into_par_iter().with_min_len(256).map(parse));
+                if strict && broken.load(Ordering::Relaxed) {
+                    held.truncate(at);
+                    return false;
                 }
             }
-            Err((e, other_shape.get()))
+            None => {
+                // The commit is serial (list order is the merge order): it runs beside this batch's parse.
+                let (pending, loader, examiner) =
+                    (std::mem::take(&mut self.pending), &mut *self.loader, &self.examiner);
+                let ((), examined) = rayon::join(
+                    || commit_all(loader, pending),
+                    || {
+                        (0..n)
+                            .into_par_iter()
+                            .with_min_len(256)
+                            .map(|k| {
+                                let a = parse(k);
+                                let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
+                                (a, ex)
+                            })
+                            .collect::<Vec<_>>()
+                    },
+                );
+                if strict && broken.load(Ordering::Relaxed) {
+                    return false;
+                }
+                self.pending = examined;
+            }
+        }
+        self.first += n;
+        true
+    }
+
+    /// The document parsed whole: a held list is examined and committed now.
+    fn finish(mut self) {
+        commit_all(self.loader, std::mem::take(&mut self.pending));
+        if let Some(held) = self.held.take() {
+            let examiner = &self.examiner;
+            use rayon::prelude::*;
+            let examined: Vec<_> = held
+                .into_par_iter()
+                .with_min_len(256)
+                .map(|a| {
+                    let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
+                    (a, ex)
+                })
+                .collect();
+            commit_all(self.loader, examined);
+        }
+    }
+
+    /// The document is malformed: the loader goes back to what it held before (held attributes are dropped).
+    fn undo(self) {
+        if let Some((stats, accepted)) = self.undo {
+            let l = self.loader;
+            l.set = Default::default();
+            l.stats = stats;
+            if let (Some(a), Some(n)) = (&mut l.accepted, accepted) {
+                a.truncate(n);
+            }
         }
     }
 }
@@ -137,18 +288,14 @@ fn stream<'de, R: serde_json::de::Read<'de>>(
 /// Where streamed attributes go (see [`stream`]): each list element arrives as its raw JSON text, and a batch of
 /// them is parsed into fields and examined on every core, so the one parsing thread only finds where elements end.
 struct Sink<'l, 'r> {
-    loader: &'l mut Loader,
-    /// Collected until the document parsed whole, for a loader that cannot be undone.
-    held: Option<Vec<Streamed>>,
-    /// Elements not parsed yet, back to back (element `first + k` of the list ends at `ends[k]`): one buffer
-    /// reused for every batch, so an element costs a copy, not an allocation.
+    batches: Batches<'l>,
+    /// Elements not parsed yet, back to back (element `k` of the batch ends at `ends[k]`): one buffer reused for
+    /// every batch, so an element costs a copy, not an allocation.
     text: String,
     ends: Vec<usize>,
-    first: usize,
     /// Bytes of elements parsed so far: the input before them is done with (whitespace and commas aside).
     done_bytes: usize,
     release: &'r dyn Fn(usize),
-    name: Arc<str>,
 }
 
 impl Sink<'_, '_> {
@@ -162,33 +309,11 @@ impl Sink<'_, '_> {
 
     /// Parses (and, unless held, examines and commits) the pending elements on every core.
     fn flush(&mut self) {
-        use rayon::prelude::*;
-        if self.ends.is_empty() {
-            return;
-        }
-        let (first, name, text, ends) = (self.first, &self.name, self.text.as_str(), &self.ends);
-        let parse = |k: usize| {
-            let from = if k == 0 { 0 } else { ends[k - 1] };
-            parse_element(name, first + k, &text[from..ends[k]])
-        };
-        let n = ends.len();
-        match &mut self.held {
-            Some(held) => held.par_extend((0..n).into_par_iter().with_min_len(256).map(parse)),
-            None => {
-                let examiner = self.loader.examiner();
-                let examined: Vec<_> = (0..n)
-                    .into_par_iter()
-                    .with_min_len(256)
-                    .map(|k| {
-                        let a = parse(k);
-                        let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
-                        (a, ex)
-                    })
-                    .collect();
-                commit_all(self.loader, examined);
-            }
-        }
-        self.first += n;
+        let (text, ends) = (self.text.as_bytes(), &self.ends);
+        let elems: Vec<&[u8]> = (0..ends.len())
+            .map(|k| &text[if k == 0 { 0 } else { ends[k - 1] }..ends[k]])
+            .collect();
+        self.batches.parse(&elems, false);
         self.done_bytes += self.text.len();
         self.text.clear();
         self.ends.clear();
@@ -196,13 +321,22 @@ impl Sink<'_, '_> {
     }
 }
 
-/// One element of the list, parsed from its raw text into the fields a load reads.
-fn parse_element(name: &Arc<str>, i: usize, raw: &str) -> Streamed {
+/// One element of the list, parsed from its raw text into the fields a load reads. Text that is not well-formed
+/// JSON sets `broken` (serde's own split never hands such text over; [`split`] does, and then gives way to it).
+fn parse_element(name: &Arc<str>, i: usize, raw: &str, broken: &AtomicBool) -> Streamed {
     let location = Location::At(name.clone(), "#/response/Attribute/", i);
     match serde_json::from_str::<Element>(raw) {
         Ok(Element::Attribute(f)) => f.into_raw(location.clone()).map_err(|msg| format!("{location}: {msg}")),
         Ok(Element::NotAnObject) => Err(format!("{location}: attribute is not a JSON object")),
-        Err(e) => Err(format!("{location}: {e}")),
+        Err(e) => {
+            if matches!(
+                e.classify(),
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+            ) {
+                broken.store(true, Ordering::Relaxed);
+            }
+            Err(format!("{location}: {e}"))
+        }
     }
 }
 
@@ -543,6 +677,79 @@ mod tests {
         let released = released.into_inner();
         assert_eq!(released.len(), 2, "one release per batch parsed");
         assert!(released[0] < released[1] && released[1] < doc.len());
+    }
+
+    /// Loads `doc` through [`super::load_slice`] (the split path first) and through serde's split alone: the
+    /// names, the warnings and the error of each.
+    fn both_paths(doc: &str) -> [(Vec<String>, Vec<String>, Option<String>); 2] {
+        let split = {
+            let mut l = Loader::new(Policy::default());
+            let e = super::load_slice(&mut l, "t.json", doc.as_bytes(), &|_| {}).err();
+            let w = l.stats.warnings.clone();
+            (
+                l.finish().0.iter().map(|i| i.value.name()).collect(),
+                w,
+                e.map(|e| e.to_string()),
+            )
+        };
+        let serde = {
+            let mut l = Loader::new(Policy::default());
+            let de = serde_json::Deserializer::from_slice(doc.as_bytes());
+            let e = super::stream(&mut l, "t.json", de, true, &|_| {}).err();
+            let w = l.stats.warnings.clone();
+            let e = e.map(|(e, _)| super::json_error("t.json", e).to_string());
+            (l.finish().0.iter().map(|i| i.value.name()).collect(), w, e)
+        };
+        [split, serde]
+    }
+
+    #[test]
+    fn the_split_path_loads_what_serde_does_and_gives_way_on_what_it_does_not_expect() {
+        let many: Vec<String> = (0..super::BATCH + 3)
+            .map(|i| format!(r#"{{"type":"domain","value":"d{i}.example","comment":"a \"}}\" {{","to_ids":true}}"#))
+            .collect();
+        let docs = [
+            // Braces, quotes, escaped slashes and backslashes inside strings; an event and tags nested.
+            format!(
+                "{{\"response\": {{\"Attribute\": [ {} ]}}}}\n",
+                [
+                    r#"{"type":"url","value":"http:\/\/evil.com\/a{b}","to_ids":true,"Tag":[{"name":"x\\"}]}"#,
+                    r#"{"type":"domain","value":"evil.org","Event":{"info":"}}\"{{","id":"1"},"to_ids":true}"#,
+                    r#"{"type":"domain","value":"a\u002eexample.net","to_ids":true}"#,
+                ]
+                .join(" ,\r\n\t")
+            ),
+            format!(r#"{{"response":{{"Attribute":[{}]}}}}"#, many.join(",")),
+            // A lone surrogate: the element is a warning on either path.
+            r#"{"response":{"Attribute":[{"type":"domain","value":"\ud800x.com"},{"type":"domain","value":"ok.com"}]}}"#.into(),
+            // Not well-formed inside an element, after a full batch: nothing loads, and serde names where.
+            format!(r#"{{"response":{{"Attribute":[{},{{"type":"domain" "value":"x.com"}}]}}}}"#, many.join(",")),
+            // A trailing comma, a missing comma, a cut document.
+            r#"{"response":{"Attribute":[{"type":"domain","value":"a.com"},]}}"#.into(),
+            r#"{"response":{"Attribute":[{"type":"domain","value":"a.com"} {"type":"domain","value":"b.com"}]}}"#.into(),
+            r#"{"response":{"Attribute":[{"type":"domain","value":"a.com"}"#.into(),
+        ];
+        for doc in &docs {
+            let [split, serde] = both_paths(doc);
+            assert_eq!(split, serde, "{}", &doc[..doc.len().min(200)]);
+        }
+        assert_eq!(
+            both_paths(&docs[0])[0].0,
+            ["evil.com/a{b}", "evil.org", "a.example.net"]
+        );
+        assert_eq!(both_paths(&docs[1])[0].0.len(), super::BATCH + 3);
+        assert_eq!(both_paths(&docs[2])[0].1.len(), 1);
+        assert!(both_paths(&docs[3])[0]
+            .2
+            .as_deref()
+            .is_some_and(|e| e.contains("line 1")));
+        // The split path ran: it releases exactly up to the end of the first batch's last element.
+        let released = std::cell::Cell::new(0);
+        let mut l = Loader::new(Policy::default());
+        super::load_slice(&mut l, "t.json", docs[1].as_bytes(), &|n| released.set(n)).unwrap();
+        let head = r#"{"response":{"Attribute":["#.len();
+        let batch_end = head + many[..super::BATCH].iter().map(|e| e.len() + 1).sum::<usize>() - 1;
+        assert_eq!(released.get(), batch_end);
     }
 
     #[test]

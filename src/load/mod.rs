@@ -9,6 +9,7 @@ mod json_attr;
 mod misp_csv;
 mod misp_json;
 mod plain;
+mod split;
 
 pub(crate) use plain::typed;
 
