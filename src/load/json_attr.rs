@@ -6,6 +6,7 @@
 use super::{lenient_bool, Location, RawAttribute};
 use crate::indicator::EventMeta;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// An element of a restSearch `Attribute` list: an attribute object, or something else.
@@ -32,6 +33,13 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// The attribute inside an event, which is its event whatever its own `Event` or `event_id` say.
+    pub fn into_raw_in(self, event: &Arc<EventMeta>, location: Location) -> Result<RawAttribute, String> {
+        let mut raw = self.into_raw(location)?;
+        raw.event = event.clone();
+        Ok(raw)
+    }
+
     /// The attribute, or why it is not one (as [`super::misp_json::attribute_from_json`] says it).
     pub fn into_raw(self, location: Location) -> Result<RawAttribute, String> {
         let misp_type = self.misp_type.ok_or("attribute has no type")?;
@@ -79,6 +87,9 @@ enum Key {
     Id,
     Info,
     Name,
+    Attribute,
+    Object,
+    Response,
     Other,
 }
 
@@ -107,6 +118,9 @@ impl<'de> Deserialize<'de> for Key {
                     "id" => Key::Id,
                     "info" => Key::Info,
                     "name" => Key::Name,
+                    "Attribute" => Key::Attribute,
+                    "Object" => Key::Object,
+                    "response" => Key::Response,
                     _ => Key::Other,
                 })
             }
@@ -268,6 +282,203 @@ impl<'de> Deserialize<'de> for Tag {
     }
 }
 
+/// Reads the value of `k` into `e` when it is a field of the event header (`id`, `uuid`, `info`, `Tag`), as
+/// `event_meta` reads it; false, with the value still to be read, for any other key.
+fn event_field<'de, A: MapAccess<'de>>(e: &mut EventMeta, k: Key, map: &mut A) -> Result<bool, A::Error> {
+    match k {
+        Key::Id => e.id = map.next_value::<Lenient>()?.0,
+        Key::Uuid => e.uuid = map.next_value::<Lenient>()?.0,
+        Key::Info => e.info = map.next_value::<Lenient>()?.0,
+        Key::Tag => e.tags = map.next_value::<Tags>()?.0,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// A MISP event export or feed event file, `{"Event": {...}}`, or a list of them as MISP's event search answers,
+/// `{"response": [{"Event": {...}}, ...]}`: each event's header and attributes read straight into fields, as
+/// `load_event` reads them from a tree, and no `Value` tree of the whole document (several times its text) built.
+/// Any other shape fails to deserialize, and the caller walks a tree instead.
+pub struct EventDoc<'de> {
+    /// The events, with whether they came in a `response` list (their index is then part of their locations).
+    pub events: Vec<EventParts<'de>>,
+    pub listed: bool,
+}
+
+/// One event of an [`EventDoc`]. Its attributes are kept as their JSON text, borrowed from the document, until the
+/// event's header is whole (MISP writes the event's `Tag` after its attributes): then they are parsed on every core.
+pub struct EventParts<'de> {
+    pub meta: EventMeta,
+    /// The event's `Attribute` list, when it is a list.
+    pub attributes: Vec<&'de RawValue>,
+    /// Each `Object`'s `Attribute` list, by the object's index, when both are lists.
+    pub objects: Vec<(usize, Vec<&'de RawValue>)>,
+}
+
+/// A list of attribute elements, or `None` for a field that is not a list (a tree walk ignores it).
+struct Elements<'de>(Option<Vec<&'de RawValue>>);
+
+impl<'de> Deserialize<'de> for Elements<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Elements<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of attributes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elements<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(e) = seq.next_element::<&'de RawValue>()? {
+                    out.push(e);
+                }
+                Ok(Elements(Some(out)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Elements<'de>, A::Error> {
+                skip_map(map).map(|()| Elements(None))
+            }
+            scalars_give!(Elements<'de>, Elements(None), str);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The `Object` list of an event: each object's `Attribute` list, by index.
+struct Objects<'de>(Vec<(usize, Vec<&'de RawValue>)>);
+
+impl<'de> Deserialize<'de> for Objects<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// One object's `Attribute` list (the last such key, as a tree keeps it), if it is an object with one.
+        struct Object<'de>(Option<Vec<&'de RawValue>>);
+        impl<'de> Deserialize<'de> for Object<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Object<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a MISP object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+                        let mut attrs = None;
+                        while let Some(k) = map.next_key::<Key>()? {
+                            if matches!(k, Key::Attribute) {
+                                attrs = map.next_value::<Elements>()?.0;
+                            } else {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                        Ok(Object(attrs))
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Object<'de>, A::Error> {
+                        skip(seq).map(|()| Object(None))
+                    }
+                    scalars_give!(Object<'de>, Object(None), str);
+                }
+                d.deserialize_any(V)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Objects<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of MISP objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Objects<'de>, A::Error> {
+                let mut out = Vec::new();
+                let mut i = 0;
+                while let Some(o) = seq.next_element::<Object>()? {
+                    if let Some(attrs) = o.0 {
+                        out.push((i, attrs));
+                    }
+                    i += 1;
+                }
+                Ok(Objects(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Objects<'de>, A::Error> {
+                skip_map(map).map(|()| Objects(Vec::new()))
+            }
+            scalars_give!(Objects<'de>, Objects(Vec::new()), str);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventParts<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EventParts<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a MISP event object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventParts<'de>, A::Error> {
+                let mut ev = EventParts {
+                    meta: EventMeta::default(),
+                    attributes: Vec::new(),
+                    objects: Vec::new(),
+                };
+                while let Some(k) = map.next_key::<Key>()? {
+                    match k {
+                        Key::Attribute => ev.attributes = map.next_value::<Elements>()?.0.unwrap_or_default(),
+                        Key::Object => ev.objects = map.next_value::<Objects>()?.0,
+                        k => {
+                            if !event_field(&mut ev.meta, k, &mut map)? {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                }
+                Ok(ev)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventDoc<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EventDoc<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a MISP event export")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventDoc<'de>, A::Error> {
+                use serde::de::Error;
+                let mut doc = None;
+                while let Some(k) = map.next_key::<Key>()? {
+                    match k {
+                        _ if doc.is_some() && matches!(k, Key::Event | Key::Response) => {
+                            return Err(A::Error::custom("both or repeated Event and response keys"))
+                        }
+                        Key::Event => {
+                            doc = Some(EventDoc {
+                                events: vec![map.next_value::<EventParts>()?],
+                                listed: false,
+                            })
+                        }
+                        Key::Response => {
+                            // Each item is itself `{"Event": {...}}`, as a tree walk reads it.
+                            let items = map.next_value::<Vec<EventDoc>>()?;
+                            if items.iter().any(|d| d.listed) {
+                                return Err(A::Error::custom("a response inside a response"));
+                            }
+                            doc = Some(EventDoc {
+                                events: items.into_iter().flat_map(|d| d.events).collect(),
+                                listed: true,
+                            })
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                doc.ok_or_else(|| A::Error::custom("no Event object"))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// An attribute's `Event` as `event_meta` reads it when it is an object; `None` otherwise.
 struct Event(Option<EventMeta>);
 
@@ -282,14 +493,8 @@ impl<'de> Deserialize<'de> for Event {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
                 let mut e = EventMeta::default();
                 while let Some(k) = map.next_key::<Key>()? {
-                    match k {
-                        Key::Id => e.id = map.next_value::<Lenient>()?.0,
-                        Key::Uuid => e.uuid = map.next_value::<Lenient>()?.0,
-                        Key::Info => e.info = map.next_value::<Lenient>()?.0,
-                        Key::Tag => e.tags = map.next_value::<Tags>()?.0,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
+                    if !event_field(&mut e, k, &mut map)? {
+                        map.next_value::<IgnoredAny>()?;
                     }
                 }
                 Ok(Event(Some(e)))

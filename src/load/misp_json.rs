@@ -1,6 +1,6 @@
 //! MISP JSON: restSearch attribute responses (wrapped or not), event exports (with objects) and lists of either.
 
-use super::json_attr::Element;
+use super::json_attr::{Element, EventDoc};
 use super::split;
 use super::{lenient_bool, lenient_string, Examined, LoadError, Loader, Location, RawAttribute};
 use crate::indicator::EventMeta;
@@ -42,11 +42,62 @@ pub(super) fn load_slice(
     match stream(loader, name, serde_json::Deserializer::from_slice(bytes), true, release) {
         Ok(()) => Ok(()),
         Err((_, true)) => {
+            if let Ok(doc) = serde_json::from_slice::<EventDoc>(bytes) {
+                load_event_doc(loader, name, doc, bytes, release);
+                return Ok(());
+            }
             let root: Value = serde_json::from_slice(bytes).map_err(|e| json_error(name, e))?;
             walk(loader, name, &root, "")
         }
         Err((e, false)) => Err(json_error(name, e)),
     }
+}
+
+/// Event exports read straight into fields ([`EventDoc`]): each event's attributes, then each object's, parsed and
+/// examined a batch at a time on every core and committed in that order (each batch beside the next one's parse),
+/// with the locations and warnings of the tree walk ([`load_event`]). The attributes are borrowed from `bytes`; a
+/// batch's text is released once it is parsed.
+fn load_event_doc(loader: &mut Loader, name: &str, doc: EventDoc, bytes: &[u8], release: &dyn Fn(usize)) {
+    use rayon::prelude::*;
+    let name: Arc<str> = name.into();
+    let examiner = loader.examiner();
+    let mut pending = Vec::new();
+    for (k, ev) in doc.events.into_iter().enumerate() {
+        let meta = Arc::new(ev.meta);
+        let lists = std::iter::once((None, ev.attributes)).chain(ev.objects.into_iter().map(|(i, a)| (Some(i), a)));
+        for (object, list) in lists {
+            let locate = |j: usize| match (doc.listed, object) {
+                (false, None) => Location::At(name.clone(), "#/Event/Attribute/", j),
+                (false, Some(i)) => Location::Text(format!("{name}#/Event/Object/{i}/Attribute/{j}")),
+                (true, None) => Location::Text(format!("{name}#/response/{k}/Event/Attribute/{j}")),
+                (true, Some(i)) => Location::Text(format!("{name}#/response/{k}/Event/Object/{i}/Attribute/{j}")),
+            };
+            for (c, chunk) in list.chunks(BATCH).enumerate() {
+                let parse = |(j, raw): (usize, &&RawValue)| {
+                    let location = locate(c * BATCH + j);
+                    let a = match serde_json::from_str::<Element>(raw.get()) {
+                        Ok(Element::Attribute(f)) => f
+                            .into_raw_in(&meta, location.clone())
+                            .map_err(|msg| format!("{location}: {msg}")),
+                        Ok(Element::NotAnObject) => Err(format!("{location}: attribute is not a JSON object")),
+                        Err(e) => Err(format!("{location}: {e}")),
+                    };
+                    let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
+                    (a, ex)
+                };
+                let done = std::mem::take(&mut pending);
+                let ((), examined) = rayon::join(
+                    || commit_all(loader, done),
+                    || chunk.par_iter().enumerate().with_min_len(256).map(parse).collect(),
+                );
+                pending = examined;
+                if let Some(last) = chunk.last() {
+                    release(last.get().as_ptr() as usize - bytes.as_ptr() as usize + last.get().len());
+                }
+            }
+        }
+    }
+    commit_all(loader, pending);
 }
 
 /// [`load`] from a reader, so a restSearch file of millions of attributes is never held whole; any other shape
@@ -750,6 +801,101 @@ mod tests {
         let head = r#"{"response":{"Attribute":["#.len();
         let batch_end = head + many[..super::BATCH].iter().map(|e| e.len() + 1).sum::<usize>() - 1;
         assert_eq!(released.get(), batch_end);
+    }
+
+    /// Everything a load of `doc` leaves behind, with every indicator's provenance: through [`super::load_slice`]
+    /// (restSearch, then event exports read into fields) and through the tree walk alone.
+    fn read_and_walked(doc: &[u8]) -> [String; 2] {
+        let outcome = |l: Loader| {
+            let (set, stats) = l.finish();
+            format!("{:?}\n{stats:?}", set.iter().collect::<Vec<_>>())
+        };
+        let mut read = Loader::new(Policy::default());
+        let e = super::load_slice(&mut read, "t.json", doc, &|_| {}).err();
+        let mut walked = Loader::new(Policy::default());
+        let w = match serde_json::from_slice::<serde_json::Value>(doc) {
+            Ok(v) => super::walk(&mut walked, "t.json", &v, "").err(),
+            Err(e) => Some(super::json_error("t.json", e)),
+        };
+        [
+            format!("{:?} {}", e.map(|e| e.to_string()), outcome(read)),
+            format!("{:?} {}", w.map(|e| e.to_string()), outcome(walked)),
+        ]
+    }
+
+    #[test]
+    fn event_exports_read_into_fields_load_what_the_tree_walk_loads() {
+        let mut docs: Vec<Vec<u8>> = Vec::new();
+        for dir in ["fixtures/misp/events", "fixtures/misp/feed/infoblox"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            for f in std::fs::read_dir(dir).unwrap() {
+                let f = f.unwrap().path();
+                if f.file_name().unwrap() != "manifest.json" {
+                    docs.push(std::fs::read(f).unwrap());
+                }
+            }
+        }
+        assert_eq!(docs.len(), 9);
+        let a = |v: &str| format!(r#"{{"type":"domain","value":"{v}","to_ids":true}}"#);
+        let synthetic = [
+            // Objects before attributes, a repeated Attribute key (the last counts), tags as objects and strings,
+            // an attribute's own Event ignored inside an event, bad elements, objects without a list.
+            format!(
+                r#"{{"Event":{{"Object":[{{"Attribute":[{o1}]}},7,{{"name":"x"}},{{"Attribute":{{}}}},{{"Attribute":[{o2},"s"]}}],
+                "id":12,"info":"i","Tag":[{{"name":"tlp:white"}},"plain",3],"Attribute":[{x}],
+                "Attribute":[{a1},{{"type":"domain"}},[1],{own}],"uuid":"5f1e4c1a-0000-4000-8000-000000000001"}}}}"#,
+                o1 = a("obj1.example"),
+                o2 = a("obj2.example"),
+                x = a("dropped.example"),
+                a1 = a("a1.example"),
+                own = r#"{"type":"domain","value":"own.example","Event":{"info":"other"},"event_id":"99"}"#,
+            ),
+            format!(
+                r#"{{"response":[{{"Event":{{"info":"one","Attribute":[{}]}}}},{{"Event":{{"info":"two","Object":[{{"Attribute":[{},5]}}]}}}}]}}"#,
+                a("r1.example"),
+                a("r2.example")
+            ),
+            // Shapes left to the walk: both keys, an item that is no event, an Event that is no object, a bare event.
+            format!(r#"{{"Event":{{"Attribute":[{}]}},"response":[]}}"#, a("both.example")),
+            format!(
+                r#"{{"response":[{{"Event":{{"Attribute":[{}]}}}},{}]}}"#,
+                a("e.example"),
+                a("loose.example")
+            ),
+            format!(r#"{{"Event":[1],"info":"bare","Attribute":[{}]}}"#, a("bare.example")),
+            format!(r#"{{"Event":{{"Attribute":[{}]}},"Event":{{}}}}"#, a("twice.example")),
+            r#"{"Event":{"Attribute":[{"type":"domain","value":"cut.example"}]"#.to_string(),
+            r#"{"Event":{"Attribute":[]}} x"#.to_string(),
+        ];
+        // The real exports and the first two documents are read into fields; the rest are left to the walk.
+        let read_into_fields = |d: &[u8]| serde_json::from_slice::<super::EventDoc>(d).is_ok();
+        assert!(docs.iter().all(|d| read_into_fields(d)));
+        let shapes: Vec<bool> = synthetic.iter().map(|d| read_into_fields(d.as_bytes())).collect();
+        assert_eq!(shapes, [true, true, false, false, false, false, false, false]);
+        docs.extend(synthetic.iter().map(|d| d.clone().into_bytes()));
+        for doc in &docs {
+            let [read, walked] = read_and_walked(doc);
+            assert_eq!(read, walked, "{}", String::from_utf8_lossy(&doc[..doc.len().min(300)]));
+        }
+        // The first synthetic event: its attributes, then its objects', with the walk's locations.
+        let [read, _] = read_and_walked(synthetic[0].as_bytes());
+        for want in [
+            "a1.example",
+            "own.example",
+            "obj1.example",
+            "obj2.example",
+            "t.json#/Event/Attribute/1: domain attribute has no value",
+            "t.json#/Event/Attribute/2: attribute is not a JSON object",
+            "t.json#/Event/Object/4/Attribute/1: attribute is not a JSON object",
+        ] {
+            assert!(read.contains(want), "{want} in {read}");
+        }
+        assert!(!read.contains("dropped.example") && !read.contains("other"), "{read}");
+        let [read, _] = read_and_walked(synthetic[1].as_bytes());
+        assert!(
+            read.contains("t.json#/response/1/Event/Object/0/Attribute/1: attribute is not a JSON object"),
+            "{read}"
+        );
     }
 
     #[test]
