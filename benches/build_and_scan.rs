@@ -1,9 +1,11 @@
 //! Snapshot build and scan throughput at 10k, 100k and 1M generated indicators, per log format and per indicator
-//! type. Run with `cargo bench --bench build_and_scan`; the README's performance table cites these groups.
+//! type, and load throughput per MISP format. Run with `cargo bench --bench build_and_scan`; the README's performance table cites these groups.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use iocmatch::bench::{generate, indicator_set, WorkloadSpec};
+use iocmatch::bench::{generate, indicator_set, misp_attributes, WorkloadSpec};
+use iocmatch::load::Loader;
 use iocmatch::scan::scan_buffer;
+use iocmatch::Policy;
 use iocmatch::Snapshot;
 use std::time::Duration;
 
@@ -35,6 +37,38 @@ fn scan(c: &mut Criterion) {
         let snap = w.snapshot();
         g.throughput(Throughput::Bytes(w.lines.len() as u64));
         g.bench_function(name, |b| b.iter(|| scan_all(&snap, &w.lines)));
+    }
+    g.finish();
+}
+
+/// Load and validation throughput per MISP format, 100k generated indicators: a restSearch answer (split and parsed
+/// on every core), an event export (read into fields) and a plain list.
+fn load(c: &mut Criterion) {
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    let w = generate(&WorkloadSpec::indicators_only(1, 100_000));
+    let attrs = misp_attributes(&w.indicators);
+    let plain: String = w.indicators.iter().map(|i| format!("{}\n", i.value)).collect();
+    let docs = [
+        (
+            "restsearch",
+            serde_json::json!({ "response": { "Attribute": attrs } }).to_string(),
+        ),
+        (
+            "event",
+            serde_json::json!({ "Event": { "id": "1", "info": "bench", "Attribute": attrs } }).to_string(),
+        ),
+        ("plain", plain),
+    ];
+    for (name, doc) in &docs {
+        g.throughput(Throughput::Bytes(doc.len() as u64));
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let mut l = Loader::new(Policy::default());
+                l.load_bytes("bench", doc.as_bytes()).expect("generated documents load");
+                l.finish().0.len()
+            })
+        });
     }
     g.finish();
 }
@@ -80,5 +114,5 @@ fn scan_per_type(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, build, scan, scan_per_format, scan_per_type);
+criterion_group!(benches, build, scan, scan_per_format, scan_per_type, load);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 
 mod workload;
 
-pub use workload::{generate, indicator_set, indicators, GenIndicator, Workload, WorkloadSpec};
+pub use workload::{generate, indicator_set, indicators, misp_attributes, GenIndicator, Workload, WorkloadSpec};
 
 use crate::scan::{scan_buffer, ScanStats};
 use crate::Snapshot;

@@ -323,6 +323,21 @@ impl Workload {
     }
 }
 
+/// The indicators as the attributes of a MISP restSearch answer or event (the fields MISP writes that a load reads):
+/// what `bench --write` saves, and what the load benchmarks parse.
+pub fn misp_attributes(inds: &[GenIndicator]) -> Vec<serde_json::Value> {
+    inds.iter()
+        .enumerate()
+        .map(|(i, g)| {
+            serde_json::json!({
+                "id": (i + 1).to_string(), "event_id": "1", "category": "Network activity", "type": g.misp_type,
+                "value": g.value, "to_ids": true, "deleted": false, "timestamp": "1700000000",
+                "uuid": format!("00000000-0000-4000-8000-{:012x}", i),
+            })
+        })
+        .collect()
+}
+
 /// The indicators as an [`IndicatorSet`](crate::IndicatorSet), through the normal validation path. Each gets a
 /// uuid and a timestamp, as a real MISP attribute has.
 pub fn indicator_set(inds: &[GenIndicator]) -> crate::IndicatorSet {

@@ -432,18 +432,7 @@ fn write_workload(dir: &Path, w: &Workload) -> Result<()> {
     }
     lits.flush()?;
     plain.flush()?;
-    let attrs: Vec<serde_json::Value> = w
-        .indicators
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            serde_json::json!({
-                "id": (i + 1).to_string(), "event_id": "1", "category": "Network activity", "type": g.misp_type,
-                "value": g.value, "to_ids": true, "deleted": false, "timestamp": "1700000000",
-                "uuid": format!("00000000-0000-4000-8000-{:012x}", i),
-            })
-        })
-        .collect();
+    let attrs = iocmatch::bench::misp_attributes(&w.indicators);
     let f = std::io::BufWriter::new(std::fs::File::create(dir.join("indicators.restsearch.json"))?);
     serde_json::to_writer(f, &serde_json::json!({ "response": { "Attribute": attrs } }))?;
     if w.indicators.is_empty() {
