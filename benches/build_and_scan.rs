@@ -1,5 +1,6 @@
 //! Snapshot build and scan throughput at 10k, 100k and 1M generated indicators, per log format and per indicator
-//! type, and load throughput per MISP format. Run with `cargo bench --bench build_and_scan`; the README's performance table cites these groups.
+//! type, and load throughput per MISP format. Run with `cargo bench --bench build_and_scan`; the README's performance
+//! table cites these groups.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use iocmatch::bench::{generate, indicator_set, misp_attributes, WorkloadSpec};

@@ -33,30 +33,27 @@ pub struct Fields {
 }
 
 impl Fields {
-    /// The attribute inside an event, which is its event whatever its own `Event` or `event_id` say.
-    pub fn into_raw_in(self, event: &Arc<EventMeta>, location: Location) -> Result<RawAttribute, String> {
-        let mut raw = self.into_raw(location)?;
-        raw.event = event.clone();
-        Ok(raw)
-    }
-
-    /// The attribute, or why it is not one (as [`super::misp_json::attribute_from_json`] says it).
-    pub fn into_raw(self, location: Location) -> Result<RawAttribute, String> {
+    /// The attribute, or why it is not one (as [`super::misp_json::attribute_from_json`] says it). Inside an event
+    /// (`enclosing`), that event is its event whatever its own `Event` or `event_id` say.
+    pub fn into_raw(self, location: Location, enclosing: Option<&Arc<EventMeta>>) -> Result<RawAttribute, String> {
         let misp_type = self.misp_type.ok_or("attribute has no type")?;
         let value = self
             .value
             .ok_or_else(|| format!("{misp_type} attribute has no value"))?;
-        let mut event = self.event.unwrap_or_default();
-        if event.id.is_none() {
-            event.id = self.event_id;
-        }
-        if event.uuid.is_none() {
-            event.uuid = self.event_uuid;
-        }
+        let event = enclosing.cloned().unwrap_or_else(|| {
+            let mut event = self.event.unwrap_or_default();
+            if event.id.is_none() {
+                event.id = self.event_id;
+            }
+            if event.uuid.is_none() {
+                event.uuid = self.event_uuid;
+            }
+            Arc::new(event)
+        });
         Ok(RawAttribute {
             to_ids: self.to_ids.unwrap_or(true),
             deleted: self.deleted.unwrap_or(false),
-            event: Arc::new(event),
+            event,
             uuid: self.uuid,
             category: self.category,
             tags: self.tags,
@@ -576,7 +573,7 @@ mod tests {
                 _ => unreachable!(),
             };
             let streamed = match serde_json::from_str::<Element>(doc).unwrap() {
-                Element::Attribute(f) => f.into_raw(Location::Text("here".into())),
+                Element::Attribute(f) => f.into_raw(Location::Text("here".into()), None),
                 Element::NotAnObject => panic!("{doc}"),
             };
             assert_eq!(streamed, tree, "{doc}");

@@ -75,22 +75,13 @@ fn load_event_doc(loader: &mut Loader, name: &str, doc: EventDoc, bytes: &[u8], 
             for (c, chunk) in list.chunks(BATCH).enumerate() {
                 let parse = |(j, raw): (usize, &&RawValue)| {
                     let location = locate(c * BATCH + j);
-                    let a = match serde_json::from_str::<Element>(raw.get()) {
-                        Ok(Element::Attribute(f)) => f
-                            .into_raw_in(&meta, location.clone())
-                            .map_err(|msg| format!("{location}: {msg}")),
-                        Ok(Element::NotAnObject) => Err(format!("{location}: attribute is not a JSON object")),
-                        Err(e) => Err(format!("{location}: {e}")),
-                    };
-                    let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
-                    (a, ex)
+                    let a = read_element(raw.get(), location.clone(), Some(&meta))
+                        .unwrap_or_else(|e| Err(format!("{location}: {e}")));
+                    examined(&examiner, a)
                 };
-                let done = std::mem::take(&mut pending);
-                let ((), examined) = rayon::join(
-                    || commit_all(loader, done),
-                    || chunk.par_iter().enumerate().with_min_len(256).map(parse).collect(),
-                );
-                pending = examined;
+                pending = commit_beside(loader, std::mem::take(&mut pending), || {
+                    chunk.par_iter().enumerate().with_min_len(256).map(parse).collect()
+                });
                 if let Some(last) = chunk.last() {
                     release(last.get().as_ptr() as usize - bytes.as_ptr() as usize + last.get().len());
                 }
@@ -225,7 +216,7 @@ struct Batches<'l> {
     /// Collected until the document parsed whole, for a loader that cannot be undone.
     held: Option<Vec<Streamed>>,
     /// The last batch parsed and examined, committed while the next one is parsed.
-    pending: Vec<(Streamed, Option<Examined>)>,
+    pending: Vec<Examinee>,
     examiner: super::Examiner,
     /// The list index of the next element.
     first: usize,
@@ -278,23 +269,15 @@ impl<'l> Batches<'l> {
                 }
             }
             None => {
-                // The commit is serial (list order is the merge order): it runs beside this batch's parse.
-                let (pending, loader, examiner) =
-                    (std::mem::take(&mut self.pending), &mut *self.loader, &self.examiner);
-                let ((), examined) = rayon::join(
-                    || commit_all(loader, pending),
-                    || {
-                        (0..n)
-                            .into_par_iter()
-                            .with_min_len(256)
-                            .map(|k| {
-                                let a = parse(k);
-                                let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
-                                (a, ex)
-                            })
-                            .collect::<Vec<_>>()
-                    },
-                );
+                let (loader, examiner) = (&mut *self.loader, &self.examiner);
+                let pending = std::mem::take(&mut self.pending);
+                let examined = commit_beside(loader, pending, || {
+                    (0..n)
+                        .into_par_iter()
+                        .with_min_len(256)
+                        .map(|k| examined(examiner, parse(k)))
+                        .collect()
+                });
                 if strict && broken.load(Ordering::Relaxed) {
                     return false;
                 }
@@ -309,17 +292,13 @@ impl<'l> Batches<'l> {
     fn finish(mut self) {
         commit_all(self.loader, std::mem::take(&mut self.pending));
         if let Some(held) = self.held.take() {
-            let examiner = &self.examiner;
             use rayon::prelude::*;
-            let examined: Vec<_> = held
+            let all: Vec<_> = held
                 .into_par_iter()
                 .with_min_len(256)
-                .map(|a| {
-                    let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
-                    (a, ex)
-                })
+                .map(|a| examined(&self.examiner, a))
                 .collect();
-            commit_all(self.loader, examined);
+            commit_all(self.loader, all);
         }
     }
 
@@ -376,23 +355,52 @@ impl Sink<'_, '_> {
 /// JSON sets `broken` (serde's own split never hands such text over; [`split`] does, and then gives way to it).
 fn parse_element(name: &Arc<str>, i: usize, raw: &str, broken: &AtomicBool) -> Streamed {
     let location = Location::At(name.clone(), "#/response/Attribute/", i);
-    match serde_json::from_str::<Element>(raw) {
-        Ok(Element::Attribute(f)) => f.into_raw(location.clone()).map_err(|msg| format!("{location}: {msg}")),
-        Ok(Element::NotAnObject) => Err(format!("{location}: attribute is not a JSON object")),
-        Err(e) => {
-            if matches!(
-                e.classify(),
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
-            ) {
-                broken.store(true, Ordering::Relaxed);
-            }
-            Err(format!("{location}: {e}"))
+    read_element(raw, location.clone(), None).unwrap_or_else(|e| {
+        if matches!(
+            e.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            broken.store(true, Ordering::Relaxed);
         }
-    }
+        Err(format!("{location}: {e}"))
+    })
+}
+
+/// One list element's text read into an attribute (inside the `enclosing` event, if any), or the warning that says
+/// why it is none; text that is not JSON is returned as serde's error, for the caller to judge.
+fn read_element(
+    raw: &str,
+    location: Location,
+    enclosing: Option<&Arc<EventMeta>>,
+) -> Result<Streamed, serde_json::Error> {
+    Ok(match serde_json::from_str::<Element>(raw)? {
+        Element::Attribute(f) => f
+            .into_raw(location.clone(), enclosing)
+            .map_err(|msg| format!("{location}: {msg}")),
+        Element::NotAnObject => Err(format!("{location}: attribute is not a JSON object")),
+    })
+}
+
+/// A read element with its examination (policy, normalisation, vetting), which runs on the parsing core.
+type Examinee = (Streamed, Option<Examined>);
+
+fn examined(examiner: &super::Examiner, a: Streamed) -> Examinee {
+    let ex = a.as_ref().ok().map(|raw| examiner.examine(raw));
+    (a, ex)
+}
+
+/// Commits `pending`, the batch before, in list order (the merge order), while `next` reads and examines the next
+/// batch on the other cores; returns that batch, to be committed beside the one after it.
+fn commit_beside(
+    loader: &mut Loader,
+    pending: Vec<Examinee>,
+    next: impl FnOnce() -> Vec<Examinee> + Send,
+) -> Vec<Examinee> {
+    rayon::join(|| commit_all(loader, pending), next).1
 }
 
 /// Commits examined attributes in list order, a malformed attribute's message as a warning.
-fn commit_all(loader: &mut Loader, examined: Vec<(Streamed, Option<Examined>)>) {
+fn commit_all(loader: &mut Loader, examined: Vec<Examinee>) {
     for (a, ex) in examined {
         match (a, ex) {
             (Ok(raw), Some(ex)) => loader.commit(raw, ex),
