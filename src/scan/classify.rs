@@ -2,9 +2,10 @@
 //! boundaries with bit operations instead of walking bytes (the way simdjson's stage 1 and `memchr` work).
 //!
 //! Bit `i` of a mask says whether byte `i` of the line is in the class: a host byte (`[A-Za-z0-9._-]`), a dot, an
-//! ASCII letter or digit, a hex digit, a colon. AVX2 classifies 32 bytes per step when the CPU has it (runtime
-//! detection); the scalar path classifies the same bits byte by byte and is what other CPUs use. The two must agree
-//! bit for bit (the unit tests and `tests/properties.rs` check it); nothing else in the scanner is CPU-specific.
+//! ASCII letter or digit, a hex digit, a colon. AVX-512 (F and BW) classifies 64 bytes per step straight into mask
+//! registers and AVX2 32 bytes per step, whichever the CPU has (runtime detection); the scalar path classifies the
+//! same bits byte by byte and is what other CPUs use. Every path must agree bit for bit (the unit tests and
+//! `tests/properties.rs` run each one this CPU has); nothing else in the scanner is CPU-specific.
 
 /// Which classification path runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,16 +13,31 @@ pub enum Path {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// 64 bytes a step into mask registers, with a masked load for a line's last partial word.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Path {
     /// The fastest path this CPU supports.
     pub fn detect() -> Path {
+        *Self::available().last().expect("the scalar path is always there")
+    }
+
+    /// Every path this CPU can run, slowest first: what the tests hold to one another.
+    pub fn available() -> Vec<Path> {
+        #[allow(unused_mut)]
+        let mut paths = vec![Path::Scalar];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            return Path::Avx2;
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                paths.push(Path::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+                paths.push(Path::Avx512);
+            }
         }
-        Path::Scalar
+        paths
     }
 }
 
@@ -156,6 +172,10 @@ impl Masks {
                     unsafe { self.avx2_words(&pad, full, words) };
                 }
             }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Path::Avx512` is only returned by `available` when the CPU has AVX-512 F and BW; the masked
+            // load reads no byte past the line.
+            Path::Avx512 => unsafe { self.avx512_words(line) },
             Path::Scalar => self.scalar_words(line, 0, words),
         }
     }
@@ -236,6 +256,51 @@ impl Masks {
             hex[w] = j(3);
             colon[w] = j(4);
             v6[w] = j(1) | j(3) | j(4);
+        }
+    }
+}
+
+impl Masks {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    /// Every word of the masks of `line`, as [`Self::avx2_words`] computes them, but 64 bytes per step and each
+    /// class straight into a mask register (`vptestmb`), with no byte-mask-to-bits step; the last partial word is a
+    /// masked load, which reads nothing past the line, so no bit past it is ever set.
+    unsafe fn avx512_words(&mut self, line: &[u8]) {
+        use std::arch::x86_64::*;
+        let lo_tbl = _mm512_broadcast_i32x4(_mm_loadu_si128(NIBBLE_LO.as_ptr() as *const __m128i));
+        let hi_tbl = _mm512_broadcast_i32x4(_mm_loadu_si128(NIBBLE_HI.as_ptr() as *const __m128i));
+        let nib = _mm512_set1_epi8(0x0f);
+        let set = |c: u8| _mm512_set1_epi8(c as i8);
+        let (c_host, c_alnum, c_hex, c_colon, c_v6) = (
+            set(C_HOST),
+            set(C_ALNUM),
+            set(C_HEX),
+            set(C_COLON),
+            set(C_HEX | C_COLON | C_DOT),
+        );
+        let n = self.words;
+        let host = &mut self.host[..n];
+        let dot = &mut self.dot[..n];
+        let alnum = &mut self.alnum[..n];
+        let hex = &mut self.hex[..n];
+        let colon = &mut self.colon[..n];
+        let v6 = &mut self.v6[..n];
+        for w in 0..n {
+            let rest = line.len() - w * 64;
+            let keep: __mmask64 = if rest >= 64 { !0 } else { (1u64 << rest) - 1 };
+            // SAFETY: the mask covers only bytes of `line`; masked-off bytes are not read.
+            let v = _mm512_maskz_loadu_epi8(keep, line.as_ptr().add(w * 64) as *const i8);
+            let lo = _mm512_and_si512(v, nib);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+            let cls = _mm512_and_si512(_mm512_shuffle_epi8(lo_tbl, lo), _mm512_shuffle_epi8(hi_tbl, hi));
+            host[w] = _mm512_test_epi8_mask(cls, c_host);
+            // The dot is the class byte's top bit.
+            dot[w] = _mm512_movepi8_mask(cls);
+            alnum[w] = _mm512_test_epi8_mask(cls, c_alnum);
+            hex[w] = _mm512_test_epi8_mask(cls, c_hex);
+            colon[w] = _mm512_test_epi8_mask(cls, c_colon);
+            v6[w] = _mm512_test_epi8_mask(cls, c_v6);
         }
     }
 }
@@ -492,8 +557,7 @@ mod tests {
 
     fn check(line: &[u8]) {
         let want = reference(line);
-        let paths = [Path::Scalar, Path::detect()];
-        for p in paths {
+        for p in Path::available() {
             let mut m = Masks::default();
             m.classify(line, p);
             for (k, v) in [&m.host, &m.dot, &m.alnum, &m.hex, &m.colon, &m.v6]
@@ -527,7 +591,7 @@ mod tests {
     fn a_line_classified_inside_its_buffer_has_the_masks_of_the_line_alone() {
         let buf: Vec<u8> = (0..=255u8).cycle().take(700).collect();
         for len in [0, 1, 5, 63, 64, 65, 100, 128, 300, 636, 637, 699, 700] {
-            for path in [Path::Scalar, Path::detect()] {
+            for path in Path::available() {
                 let (mut alone, mut within) = (Masks::default(), Masks::default());
                 alone.classify(&buf[..len], path);
                 within.classify_within(&buf, len, path);
