@@ -665,3 +665,18 @@ fn one_host_as_domain_hostname_url_host_and_mail_host_keeps_every_rule_in_either
         assert!(!matches(&s, "evil.company/a y@evil.com.au"), "order {order:?}");
     }
 }
+
+#[test]
+fn a_digest_matches_at_every_offset_and_its_longer_look_alike_at_none() {
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let s = snap(&[("md5", md5), ("sha256", sha256)]);
+    // Every start from 0 to 200 puts the digest across each 16-, 32- and 64-byte boundary of the line's masks.
+    for pad in 0..200 {
+        let lead = "x ".repeat(pad / 2) + if pad % 2 == 1 { "-" } else { "" };
+        assert_eq!(names(&s, &format!("{lead}{md5} tail")), [md5], "md5 at {pad}");
+        assert_eq!(names(&s, &format!("{lead}{sha256}")), [sha256], "sha256 at {pad}");
+        assert!(!matches(&s, &format!("{lead}{md5}a tail")), "33 hex digits at {pad}");
+        assert!(!matches(&s, &format!("{lead}0{sha256}")), "65 hex digits at {pad}");
+    }
+}
