@@ -159,6 +159,8 @@ pub fn sections(set: IndicatorSet) -> Sections {
         has_fuzzy: 0,
         keys: [0; 3],
         no_digit_tld: 0,
+        suffix_markers: 1,
+        _spare: 0,
     };
     let mut recs = Vec::with_capacity(n);
     // Whether some host key ends in an all-digit label (see `Info::no_digit_tld`).
@@ -293,17 +295,17 @@ pub fn sections(set: IndicatorSet) -> Sections {
     info.no_digit_tld = u32::from(!digit_tld);
     // The tables are laid out on every core: each lays its extras out alone, rebased after the others' in the
     // order hosts, hashes, IPv6 URLs, so the bytes are those of a sequential build.
-    let finish = |t: TableBuilder| {
+    let finish = |t: TableBuilder, markers: bool| {
         let mut x = Vec::new();
-        let built = t.finish(&mut x, &arena);
+        let built = t.finish(&mut x, &arena, markers);
         (built, x)
     };
     let ((hosts, mut extras), ((mut hashes, hash_x), ((mut v6urls, v6_x), ips))) = rayon::join(
-        || finish(hosts),
+        || finish(hosts, true),
         || {
             rayon::join(
-                || finish(hashes),
-                || rayon::join(|| finish(v6urls), || ips.finish(&mut pool)),
+                || finish(hashes, false),
+                || rayon::join(|| finish(v6urls, false), || ips.finish(&mut pool)),
             )
         },
     );

@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 /// First eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"IOCMSNAP";
 /// Bumped whenever a record or section changes meaning; a file of another version is refused, not guessed at.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Header bytes before the section table.
 pub const HEADER_LEN: usize = 64;
 /// Every section starts at a multiple of this, so each record type can be viewed in place.
@@ -153,6 +153,11 @@ pub struct Info {
     /// e-mail on an IPv4 address makes it 0; so does a file written before the field existed (it was a spare
     /// word, always 0), where every token is probed as before.
     pub no_digit_tld: u32,
+    /// 1 when the host table's Bloom filter also holds every host key's [`crate::snapshot::keys::suffix_markers`]
+    /// (its last label and its last two labels), so the scanner drops a token whose last label, or last two, no
+    /// key has, before hashing the labels to its left (new in format 4).
+    pub suffix_markers: u32,
+    pub _spare: u32,
 }
 
 /// A string in the arena: byte offset and length (`off == NONE`: absent).

@@ -182,6 +182,12 @@ impl Compiled {
         self.t.info.no_digit_tld != 0
     }
 
+    /// Whether the host filter holds the keys' suffix markers (see [`layout::Info::suffix_markers`]).
+    #[inline]
+    pub(crate) fn suffix_markers(&self) -> bool {
+        self.t.info.suffix_markers != 0
+    }
+
     pub(crate) fn has_emails(&self) -> bool {
         self.t.info.has_emails != 0
     }

@@ -8,7 +8,7 @@
 //! (three bits of one 64-bit word per key, 8 or more bits per key) rejects almost every suffix with one memory access.
 
 use super::arena::Arena;
-use super::keys::hash_key;
+use super::keys::{hash_key, suffix_markers};
 use super::layout::{Extra, ExtraDir, Slot, KEY_EXTRAS, NONE};
 use hashbrown::HashTable;
 
@@ -273,8 +273,9 @@ impl TableBuilder {
     }
 
     /// Lays the table out, merging equal keys when some were added unlooked-up; extras go to the end of
-    /// `extras`. `arena` holds the keys.
-    pub fn finish(self, extras: &mut Vec<Extra>, arena: &Arena) -> BuiltTable {
+    /// `extras`. `arena` holds the keys. With `markers` (the host table) the filter also holds each key's
+    /// [`suffix_markers`], and is sized for twice the keys so its false positives stay where they were.
+    pub fn finish(self, extras: &mut Vec<Extra>, arena: &Arena, markers: bool) -> BuiltTable {
         let TableBuilder {
             index,
             entries,
@@ -294,7 +295,7 @@ impl TableBuilder {
             b: NONE,
         };
         let mut slots = vec![empty; cap];
-        let words = bloom_words(n);
+        let words = bloom_words(if markers { 2 * n } else { n });
         let mut bloom = vec![0u64; words];
         // Extras grouped by entry, each entry's in the order they were added.
         own.sort_by_key(|(e, _)| *e);
@@ -305,6 +306,11 @@ impl TableBuilder {
         let mut keys = 0;
         for (ei, e) in entries.into_iter().enumerate() {
             bloom_insert(&mut bloom, e.hash);
+            if markers {
+                for m in suffix_markers(key_at(e.key)).into_iter().flatten() {
+                    bloom_insert(&mut bloom, m);
+                }
+            }
             let t = tag(e.hash);
             let mut i = slot_start(e.hash, cap);
             let mut same = false;
