@@ -8,7 +8,7 @@
 use super::classify::{Bits, Masks, Path};
 use crate::indicator::{is_email_local_byte, is_fuzzy_byte, TLSH_HEX};
 use crate::snapshot::ids::{self, NONE};
-use crate::snapshot::keys::{ends_in_digit_label, hash_key, LabelHasher, LAST_LABEL_SALT, LAST_TWO_SALT};
+use crate::snapshot::keys::{ends_in_digit_label, hash_key, LabelHasher, LAST_TWO_SALT};
 use crate::snapshot::layout::{EXTRA_EMAIL, EXTRA_URL};
 use crate::snapshot::{Compiled, Overlay, Snapshot};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -208,7 +208,7 @@ fn past_escape(line: &[u8], start: usize) -> usize {
 #[inline]
 fn host_suffixes(snap: Probe, line: &[u8], dots: Bits, start: usize, end: usize, json: bool, hits: &mut Vec<Hit>) {
     let hosts = &snap.c.t.hosts;
-    let markers = snap.c.suffix_markers();
+    let last_labels = snap.c.last_labels();
     let mut h = LabelHasher::new();
     let mut to = end;
     let mut labels = 0;
@@ -220,9 +220,16 @@ fn host_suffixes(snap: Probe, line: &[u8], dots: Bits, start: usize, end: usize,
             break;
         }
         // No key ends in this last label, or these last two: no suffix of the token, nor the token, is a key.
-        if markers && labels <= 2 {
-            let salt = if labels == 1 { LAST_LABEL_SALT } else { LAST_TWO_SALT };
-            if !hosts.may_contain(h.finish() ^ salt) {
+        if let Some(last) = last_labels {
+            let absent = match labels {
+                1 => {
+                    let bit = h.last_label_bit();
+                    last[bit / 64] >> (bit % 64) & 1 == 0
+                }
+                2 => !hosts.may_contain(h.finish() ^ LAST_TWO_SALT),
+                _ => false,
+            };
+            if absent {
                 return;
             }
         }

@@ -161,6 +161,7 @@ pub fn sections(set: IndicatorSet) -> Sections {
         no_digit_tld: 0,
         suffix_markers: 1,
         _spare: 0,
+        last_labels: [0; 64],
     };
     let mut recs = Vec::with_capacity(n);
     // Whether some host key ends in an all-digit label (see `Info::no_digit_tld`).
@@ -310,6 +311,7 @@ pub fn sections(set: IndicatorSet) -> Sections {
         },
     );
     info.keys = [hosts.keys as u32, hashes.keys as u32, v6urls.keys as u32];
+    info.last_labels = hosts.last_labels;
     hashes.rebase(extras.len() as u32);
     extras.extend(hash_x);
     v6urls.rebase(extras.len() as u32);

@@ -57,6 +57,13 @@ impl LabelHasher {
         self.0 = h;
     }
 
+    /// The last-label bitmap's bit for the one label fed so far: one multiply of the running state, not the whole
+    /// finish, since the bitmap needs only 12 well-mixed bits.
+    #[inline(always)]
+    pub fn last_label_bit(self) -> usize {
+        (self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize
+    }
+
     /// The finished hash of the labels fed so far (a suffix of the token), well mixed for table and filter bits.
     #[inline(always)]
     pub fn finish(self) -> u64 {
@@ -90,23 +97,25 @@ fn word(buf: &[u8], at: usize, n: usize) -> u64 {
     (raw | CASE) & keep
 }
 
-/// Salts that set a key's suffix markers apart from key hashes in the one filter they share.
-pub const LAST_LABEL_SALT: u64 = 0x5bd1_e995_7f4a_7c15;
+/// The salt that sets a key's last-two-labels marker apart from key hashes in the one filter they share.
 pub const LAST_TWO_SALT: u64 = 0x94d0_49bb_1331_11eb;
 
-/// What a host key adds to its table's Bloom filter beside its own hash: the hash of its last label and of its last
-/// two, each salted, as the scanner's right-to-left walk has them after one and two labels. Every host rule needs a
-/// token's suffix (or the whole token) to equal a key, so a token whose last label, or last two, is no key's stops
-/// there: in logs that is most of them (`.local`, `.exe`, `.php`, a CDN's name). `None` for a key without a dot,
-/// which never matches.
-pub fn suffix_markers(key: &[u8]) -> Option<[u64; 2]> {
+/// Bits in the last-label bitmap ([`crate::snapshot::layout::Info::last_labels`]): 512 bytes, always in L1.
+pub const LAST_LABEL_BITS: usize = 4096;
+
+/// A host key's suffix markers: which bit of the last-label bitmap its last label sets, and the salted hash of its
+/// last two labels that goes into the host filter beside its own hash, as the scanner's right-to-left walk has them
+/// after one and two labels. Every host rule needs a token's suffix (or the whole token) to equal a key, so a token
+/// whose last label, or last two, is no key's stops there: in logs that is most of them (`.local`, `.exe`, `.php`, a
+/// CDN's name). `None` for a key without a dot, which never matches.
+pub fn suffix_markers(key: &[u8]) -> Option<(usize, u64)> {
     let last = memchr::memrchr(b'.', key)?;
     let mut h = LabelHasher::new();
     h.label(key, last + 1, key.len());
-    let one = h.finish() ^ LAST_LABEL_SALT;
+    let bit = h.last_label_bit();
     let from = memchr::memrchr(b'.', &key[..last]).map_or(0, |d| d + 1);
     h.label(key, from, last);
-    Some([one, h.finish() ^ LAST_TWO_SALT])
+    Some((bit, h.finish() ^ LAST_TWO_SALT))
 }
 
 /// The hash of a whole key, as the scanner computes it: its labels (split at every dot) fed right to left.
@@ -182,17 +191,20 @@ mod tests {
     }
 
     #[test]
-    fn suffix_markers_are_the_scanners_first_two_steps_salted() {
+    fn suffix_markers_are_the_scanners_first_two_steps() {
         // The scanner's walk over a longer token, in any case, has the key's markers after one and two labels.
         let key = b"evil-host.example.com";
-        let [one, two] = suffix_markers(key).unwrap();
+        let (one, two) = suffix_markers(key).unwrap();
         let token = b"A.B.Evil-Host.EXAMPLE.Com";
         let steps = suffix_hashes(token);
-        assert_eq!(steps[0].1 ^ LAST_LABEL_SALT, one);
         assert_eq!(steps[1].1 ^ LAST_TWO_SALT, two);
+        let mut h = LabelHasher::new();
+        h.label(token, 22, token.len());
+        assert_eq!(h.last_label_bit(), one);
+        assert!(one < LAST_LABEL_BITS);
         // A two-label key's second marker is its own hash, salted.
         assert_eq!(
-            suffix_markers(b"example.com").unwrap()[1],
+            suffix_markers(b"example.com").unwrap().1,
             hash_key(b"example.com") ^ LAST_TWO_SALT
         );
         // Look-alikes: another last label, another second label, the labels moved across a dot.
@@ -202,10 +214,10 @@ mod tests {
             b"evil-host.examplecom.x",
         ] {
             let m = suffix_markers(other).unwrap();
-            assert_ne!(m[1], two, "{other:?}");
+            assert_ne!(m.1, two, "{other:?}");
         }
-        assert_ne!(suffix_markers(b"a.example.co").unwrap()[0], one);
-        assert_eq!(suffix_markers(b"x.y.COM").unwrap()[0], one);
+        assert_ne!(suffix_markers(b"a.example.co").unwrap().0, one);
+        assert_eq!(suffix_markers(b"x.y.COM").unwrap().0, one);
         assert_eq!(suffix_markers(b"localhost"), None);
     }
 

@@ -182,10 +182,11 @@ impl Compiled {
         self.t.info.no_digit_tld != 0
     }
 
-    /// Whether the host filter holds the keys' suffix markers (see [`layout::Info::suffix_markers`]).
+    /// The host keys' last-label bitmap, when the file has the keys' suffix markers (see
+    /// [`layout::Info::suffix_markers`]).
     #[inline]
-    pub(crate) fn suffix_markers(&self) -> bool {
-        self.t.info.suffix_markers != 0
+    pub(crate) fn last_labels(&self) -> Option<&[u64; 64]> {
+        (self.t.info.suffix_markers != 0).then_some(&self.t.info.last_labels)
     }
 
     pub(crate) fn has_emails(&self) -> bool {

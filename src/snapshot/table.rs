@@ -8,7 +8,7 @@
 //! (three bits of one 64-bit word per key, 8 or more bits per key) rejects almost every suffix with one memory access.
 
 use super::arena::Arena;
-use super::keys::{hash_key, suffix_markers};
+use super::keys::{hash_key, suffix_markers, LAST_LABEL_BITS};
 use super::layout::{Extra, ExtraDir, Slot, KEY_EXTRAS, NONE};
 use hashbrown::HashTable;
 
@@ -198,6 +198,8 @@ pub struct BuiltTable {
     pub slots: Vec<Slot>,
     pub bloom: Vec<u64>,
     pub extra_dir: Vec<ExtraDir>,
+    /// The keys' last-label bitmap, when the table was finished with markers.
+    pub last_labels: [u64; LAST_LABEL_BITS / 64],
 }
 
 impl BuiltTable {
@@ -274,7 +276,8 @@ impl TableBuilder {
 
     /// Lays the table out, merging equal keys when some were added unlooked-up; extras go to the end of
     /// `extras`. `arena` holds the keys. With `markers` (the host table) the filter also holds each key's
-    /// [`suffix_markers`], and is sized for twice the keys so its false positives stay where they were.
+    /// last-two-labels [`suffix_markers`], and is sized for twice the keys so its false positives stay where they
+    /// were; their last labels go to the bitmap returned with the table.
     pub fn finish(self, extras: &mut Vec<Extra>, arena: &Arena, markers: bool) -> BuiltTable {
         let TableBuilder {
             index,
@@ -297,6 +300,7 @@ impl TableBuilder {
         let mut slots = vec![empty; cap];
         let words = bloom_words(if markers { 2 * n } else { n });
         let mut bloom = vec![0u64; words];
+        let mut last_labels = [0u64; LAST_LABEL_BITS / 64];
         // Extras grouped by entry, each entry's in the order they were added.
         own.sort_by_key(|(e, _)| *e);
         let mut groups = own.chunk_by(|x, y| x.0 == y.0).peekable();
@@ -307,8 +311,9 @@ impl TableBuilder {
         for (ei, e) in entries.into_iter().enumerate() {
             bloom_insert(&mut bloom, e.hash);
             if markers {
-                for m in suffix_markers(key_at(e.key)).into_iter().flatten() {
-                    bloom_insert(&mut bloom, m);
+                if let Some((bit, two)) = suffix_markers(key_at(e.key)) {
+                    last_labels[bit / 64] |= 1 << (bit % 64);
+                    bloom_insert(&mut bloom, two);
                 }
             }
             let t = tag(e.hash);
@@ -364,6 +369,7 @@ impl TableBuilder {
             slots,
             bloom,
             extra_dir,
+            last_labels,
         }
     }
 }
