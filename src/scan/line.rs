@@ -220,22 +220,18 @@ fn host_suffixes(snap: Probe, line: &[u8], dots: Bits, start: usize, end: usize,
             break;
         }
         // No key ends in this last label, or these last two: no suffix of the token, nor the token, is a key.
-        if let Some(last) = last_labels {
-            let absent = match labels {
-                1 => {
-                    let bit = h.last_label_bit();
-                    last[bit / 64] >> (bit % 64) & 1 == 0
-                }
-                2 => !hosts.may_contain(h.finish() ^ LAST_TWO_SALT),
-                _ => false,
-            };
-            if absent {
+        if labels == 1 {
+            let bit = h.last_label_bit();
+            if last_labels[bit / 64] >> (bit % 64) & 1 == 0 {
                 return;
             }
-        }
-        // `line[from..end]` follows a dot; it is a candidate when it holds a dot itself.
-        if labels >= 2 {
-            if let Some((_, e)) = hosts.get(h.finish(), &line[from..end]) {
+        } else {
+            // `line[from..end]` follows a dot; it is a candidate when it holds a dot itself.
+            let suffix = h.finish();
+            if labels == 2 && !hosts.may_contain(suffix ^ LAST_TWO_SALT) {
+                return;
+            }
+            if let Some((_, e)) = hosts.get(suffix, &line[from..end]) {
                 if e.a != NONE {
                     snap.push(hits, e.a, start, end);
                 }

@@ -159,8 +159,6 @@ pub fn sections(set: IndicatorSet) -> Sections {
         has_fuzzy: 0,
         keys: [0; 3],
         no_digit_tld: 0,
-        suffix_markers: 1,
-        _spare: 0,
         last_labels: [0; 64],
     };
     let mut recs = Vec::with_capacity(n);

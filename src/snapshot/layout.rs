@@ -153,12 +153,10 @@ pub struct Info {
     /// e-mail on an IPv4 address makes it 0; so does a file written before the field existed (it was a spare
     /// word, always 0), where every token is probed as before.
     pub no_digit_tld: u32,
-    /// 1 when [`Self::last_labels`] and the host table's Bloom filter hold every host key's
-    /// [`crate::snapshot::keys::suffix_markers`] (its last label, and its last two labels), so the scanner drops a
-    /// token whose last label, or last two, no key has, before hashing the labels to its left (new in format 4).
-    pub suffix_markers: u32,
-    pub _spare: u32,
-    /// A bit for every host key's last label ([`crate::snapshot::keys::LAST_LABEL_BITS`] of them).
+    /// A bit for every host key's last label ([`crate::snapshot::keys::LAST_LABEL_BITS`] of them); with the
+    /// last-two-labels markers in the host filter, the keys' [`crate::snapshot::keys::suffix_markers`], so the
+    /// scanner drops a token whose last label, or last two, no key has, before hashing the labels to its left (new
+    /// in format 4, so every file that opens has them).
     pub last_labels: [u64; 64],
 }
 

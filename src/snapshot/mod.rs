@@ -182,11 +182,10 @@ impl Compiled {
         self.t.info.no_digit_tld != 0
     }
 
-    /// The host keys' last-label bitmap, when the file has the keys' suffix markers (see
-    /// [`layout::Info::suffix_markers`]).
+    /// The host keys' last-label bitmap (see [`layout::Info::last_labels`]).
     #[inline]
-    pub(crate) fn last_labels(&self) -> Option<&[u64; 64]> {
-        (self.t.info.suffix_markers != 0).then_some(&self.t.info.last_labels)
+    pub(crate) fn last_labels(&self) -> &[u64; 64] {
+        &self.t.info.last_labels
     }
 
     pub(crate) fn has_emails(&self) -> bool {

@@ -305,12 +305,10 @@ impl TableBuilder {
         let mark = || {
             let mut bloom = vec![0u64; words];
             let mut last_labels = [0u64; LAST_LABEL_BITS / 64];
-            if markers {
-                for e in &entries {
-                    if let Some((bit, two)) = suffix_markers(key_at(e.key)) {
-                        last_labels[bit / 64] |= 1 << (bit % 64);
-                        bloom_insert(&mut bloom, two);
-                    }
+            for e in &entries {
+                if let Some((bit, two)) = suffix_markers(key_at(e.key)) {
+                    last_labels[bit / 64] |= 1 << (bit % 64);
+                    bloom_insert(&mut bloom, two);
                 }
             }
             (bloom, last_labels)
