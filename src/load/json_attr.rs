@@ -5,7 +5,7 @@
 
 use super::{lenient_bool, Location, RawAttribute};
 use crate::indicator::EventMeta;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
@@ -312,30 +312,31 @@ pub struct EventParts<'de> {
     pub objects: Vec<(usize, Vec<&'de RawValue>)>,
 }
 
-/// A list of attribute elements, or `None` for a field that is not a list (a tree walk ignores it).
-struct Elements<'de>(Option<Vec<&'de RawValue>>);
+/// A list of attribute elements, or `None` for a field that is not a list (a tree walk ignores it): their text
+/// (`&RawValue`, parsed later on every core) or their fields ([`Element`]).
+struct Elements<T>(Option<Vec<T>>);
 
-impl<'de> Deserialize<'de> for Elements<'de> {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Elements<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Elements<'de>;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Elements<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of attributes")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elements<'de>, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elements<T>, A::Error> {
                 let mut out = Vec::new();
-                while let Some(e) = seq.next_element::<&'de RawValue>()? {
+                while let Some(e) = seq.next_element::<T>()? {
                     out.push(e);
                 }
                 Ok(Elements(Some(out)))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Elements<'de>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Elements<T>, A::Error> {
                 skip_map(map).map(|()| Elements(None))
             }
-            scalars_give!(Elements<'de>, Elements(None), str);
+            scalars_give!(Elements<T>, Elements(None), str);
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -358,7 +359,7 @@ impl<'de> Deserialize<'de> for Objects<'de> {
                         let mut attrs = None;
                         while let Some(k) = map.next_key::<Key>()? {
                             if matches!(k, Key::Attribute) {
-                                attrs = map.next_value::<Elements>()?.0;
+                                attrs = map.next_value::<Elements<&'de RawValue>>()?.0;
                             } else {
                                 map.next_value::<IgnoredAny>()?;
                             }
@@ -415,7 +416,9 @@ impl<'de> Deserialize<'de> for EventParts<'de> {
                 };
                 while let Some(k) = map.next_key::<Key>()? {
                     match k {
-                        Key::Attribute => ev.attributes = map.next_value::<Elements>()?.0.unwrap_or_default(),
+                        Key::Attribute => {
+                            ev.attributes = map.next_value::<Elements<&'de RawValue>>()?.0.unwrap_or_default()
+                        }
                         Key::Object => ev.objects = map.next_value::<Objects>()?.0,
                         k => {
                             if !event_field(&mut ev.meta, k, &mut map)? {
@@ -545,6 +548,78 @@ impl<'de> Deserialize<'de> for Element {
     }
 }
 
+/// One page of a restSearch answer read straight into its attributes (no `Value` tree): `{"response":
+/// {"Attribute": [...]}}`, the same without `response`, or the empty list MISP answers a page past the end with.
+/// Each element is an attribute or why it is not one, in list order; `Err` says why the page is not a page (not
+/// JSON, or not this shape).
+pub fn restsearch_page(bytes: &[u8]) -> Result<Vec<Result<RawAttribute, String>>, String> {
+    let page = serde_json::from_slice::<Page>(bytes).map_err(|e| e.to_string())?;
+    let list = page.0.map_err(str::to_string)?;
+    Ok(list
+        .into_iter()
+        .map(|e| match e {
+            Element::Attribute(f) => f.into_raw(Location::Unknown, None),
+            Element::NotAnObject => Err("attribute is not an object".to_string()),
+        })
+        .collect())
+}
+
+/// A restSearch page's elements, or why it is not a page; `response` is looked into only at the top.
+struct Page(Result<Vec<Element>, &'static str>);
+
+const NOT_A_LIST: &str = "no response.Attribute list";
+const UNEXPECTED: &str = "unexpected response shape";
+
+struct PageSeed {
+    top: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for PageSeed {
+    type Value = Page;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Page, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Page {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        PageSeed { top: true }.deserialize(d)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed {
+    type Value = Page;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a restSearch answer")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Page, A::Error> {
+        // As a tree is read: the last of repeated keys, and `response` (at the top) before all else.
+        let (mut response, mut attributes) = (None, None);
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*k {
+                "response" if self.top => response = Some(map.next_value_seed(PageSeed { top: false })?),
+                "Attribute" => attributes = Some(map.next_value::<Elements<Element>>()?.0),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(match (response, attributes) {
+            (Some(r), _) => r,
+            (None, Some(Some(list))) => Page(Ok(list)),
+            _ => Page(Err(NOT_A_LIST)),
+        })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Page, A::Error> {
+        let mut any = false;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            any = true;
+        }
+        Ok(Page(if any { Err(UNEXPECTED) } else { Ok(Vec::new()) }))
+    }
+    scalars_give!(Page, Page(Err(UNEXPECTED)), str);
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Element, Location};
@@ -584,5 +659,76 @@ mod tests {
                 "{doc}"
             );
         }
+    }
+
+    /// The tree walk the refresher used to read a page with: what a page must still read as.
+    fn page_as_tree(bytes: &[u8]) -> Result<Vec<Result<crate::load::RawAttribute, String>>, &'static str> {
+        use serde_json::Value;
+        let v: Value = serde_json::from_slice(bytes).unwrap();
+        let resp = v.get("response").unwrap_or(&v);
+        let list = match resp {
+            Value::Object(o) => match o.get("Attribute") {
+                Some(Value::Array(a)) => a.as_slice(),
+                _ => return Err("no response.Attribute list"),
+            },
+            Value::Array(a) if a.is_empty() => &[],
+            _ => return Err("unexpected response shape"),
+        };
+        Ok(list
+            .iter()
+            .map(|a| match a.as_object() {
+                Some(o) => attribute_from_json(o, None, "").map(|mut a| {
+                    a.location = Location::Unknown;
+                    a
+                }),
+                None => Err("attribute is not an object".to_string()),
+            })
+            .collect())
+    }
+
+    #[test]
+    fn a_restsearch_page_reads_as_its_tree_does_in_every_shape() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/misp/restsearch");
+        let mut pages: Vec<Vec<u8>> = Vec::new();
+        for f in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            // The real answers as they are, wrapped in `response`, and with one element that is not an object.
+            pages.push(format!(r#"{{"response": {text}}}"#).into_bytes());
+            pages.push(text.replacen("[", "[7, ", 1).into_bytes());
+            pages.push(bytes);
+        }
+        for doc in [
+            "[]",
+            r#"{"response": []}"#,
+            r#"{"response": [1]}"#,
+            "[{}]",
+            r#"{"response": {"Attribute": {"type": "domain"}}}"#,
+            r#"{"response": {}}"#,
+            r#"{"Attribute": "x", "response": {"Attribute": [{"type":"domain","value":"a.com"}]}}"#,
+            r#"{"Attribute": [{"type":"domain"}], "Attribute": [{"type":"domain","value":"b.com"}]}"#,
+            r#"{"other": 1}"#,
+            "7",
+            r#""x""#,
+            "null",
+        ] {
+            pages.push(doc.as_bytes().to_vec());
+        }
+        for page in &pages {
+            let read = super::restsearch_page(page);
+            let tree = page_as_tree(page).map_err(str::to_string);
+            assert_eq!(read, tree, "{}", String::from_utf8_lossy(page));
+        }
+        assert!(
+            pages
+                .iter()
+                .filter_map(|p| super::restsearch_page(p).ok())
+                .flatten()
+                .filter(|a| a.is_ok())
+                .count()
+                >= 4
+        );
+        let broken = super::restsearch_page(br#"{"response": {"Attribute": [{"type": }]}}"#);
+        assert!(broken.unwrap_err().contains("line 1"));
     }
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
+pub use json_attr::restsearch_page;
 pub use misp_json::{attribute_from_json, event_meta};
 
 /// A whole source could not be read or parsed. Single bad attributes are not errors: they are rejections.

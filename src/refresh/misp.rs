@@ -8,7 +8,7 @@
 
 use super::error::{PageNo, RefreshError};
 use crate::config::MispConfig;
-use crate::load::{attribute_from_json, RawAttribute};
+use crate::load::RawAttribute;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -646,30 +646,23 @@ fn misp_message(bytes: &[u8]) -> String {
         })
 }
 
-/// Reads a restSearch body: `{"response":{"Attribute":[...]}}`, or the shapes MISP uses when empty.
+/// Reads a restSearch body: `{"response":{"Attribute":[...]}}`, or the shapes MISP uses when empty. Read straight
+/// into attributes, never into a `Value` tree (some eight times the page's text).
 pub fn parse_attributes(bytes: &[u8], url: &str, page: u32) -> Result<Vec<RawAttribute>, RefreshError> {
     let jerr = |message: String| RefreshError::Json {
         url: url.to_string(),
         page: PageNo(Some(page)),
         message,
     };
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| jerr(e.to_string()))?;
-    let resp = v.get("response").unwrap_or(&v);
-    let list = match resp {
-        Value::Object(o) => match o.get("Attribute") {
-            Some(Value::Array(a)) => a.as_slice(),
-            _ => return Err(jerr("no response.Attribute list".into())),
-        },
-        Value::Array(a) if a.is_empty() => &[],
-        _ => return Err(jerr("unexpected response shape".into())),
-    };
+    let list = crate::load::restsearch_page(bytes).map_err(jerr)?;
     let mut out = Vec::with_capacity(list.len());
-    for (i, a) in list.iter().enumerate() {
-        let loc = format!("{url} page {page} #{i}");
-        match a.as_object().map(|o| attribute_from_json(o, None, &loc)) {
-            Some(Ok(raw)) => out.push(raw),
-            Some(Err(msg)) => tracing::warn!("{loc}: {msg}"),
-            None => tracing::warn!("{loc}: attribute is not an object"),
+    for (i, a) in list.into_iter().enumerate() {
+        match a {
+            Ok(mut raw) => {
+                raw.location = format!("{url} page {page} #{i}").into();
+                out.push(raw)
+            }
+            Err(msg) => tracing::warn!("{url} page {page} #{i}: {msg}"),
         }
     }
     Ok(out)
