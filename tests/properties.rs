@@ -3,7 +3,7 @@
 
 use iocmatch::load::Loader;
 use iocmatch::scan::classify::Path;
-use iocmatch::scan::{scan_line, scan_line_with, scan_line_within, Scratch};
+use iocmatch::scan::{scan_line, scan_line_with, scan_line_within, FieldHit, LineScanner, Scratch};
 use iocmatch::{Policy, Snapshot};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -316,6 +316,27 @@ proptest! {
             let mut hits = Vec::new();
             scan_line_within(&snap, &buf, line.len(), &mut Scratch::with_path(path), &mut hits);
             prop_assert_eq!(&hits, &by_path[0], "line {:?} inside a longer buffer ({:?})", line, path);
+        }
+        // A chunk's lines are classified as their ends are found: the line amid others (a CRLF one after it, and
+        // the last without its line feed) has the same hits.
+        let mut chunk = b"GET 10.9.8.7 x.y\n".to_vec();
+        chunk.extend_from_slice(line.as_bytes());
+        chunk.extend_from_slice(b"\r\nevil.com 1.2.3.4\r\n");
+        chunk.extend_from_slice(line.as_bytes());
+        for path in Path::available() {
+            let mut seen = Vec::new();
+            let mut sink = |_: &Snapshot, offset: usize, l: &[u8], hits: &[FieldHit]| {
+                seen.push((offset, l.to_vec(), hits.iter().map(|h| h.hit).collect::<Vec<_>>()));
+            };
+            LineScanner::new(1 << 20).with_path(path).without_fields().buffer(&snap, &chunk, &mut sink);
+            let at = 17;
+            let want: Vec<_> = [(at, &by_path[0]), (chunk.len() - line.len(), &by_path[0])]
+                .into_iter()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(o, h)| (o, line.as_bytes().to_vec(), h.clone()))
+                .collect();
+            let got: Vec<_> = seen.into_iter().filter(|(o, _, _)| *o == at || *o == chunk.len() - line.len()).collect();
+            prop_assert_eq!(got, want, "line {:?} in a chunk ({:?})", line, path);
         }
     }
 

@@ -180,6 +180,74 @@ impl Masks {
         }
     }
 
+    /// Classifies the line that opens `buf`, up to its first `\n` or the end of `buf`, and returns its length
+    /// (without the `\n`). The vector paths find the line feed in the same pass as the classes, so a line's bytes
+    /// are read once, where a `memchr` for the line's end and then its classification read them twice.
+    pub fn classify_line(&mut self, buf: &[u8], path: Path) -> usize {
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Path::Avx512` is only returned by `available` when the CPU has AVX-512 F and BW.
+            Path::Avx512 => unsafe { self.avx512_line(buf) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Path::Avx2` is only returned by `available` when the CPU has AVX2.
+            Path::Avx2 => unsafe { self.avx2_line(buf) },
+            Path::Scalar => {
+                let len = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+                self.classify_within(buf, len, path);
+                len
+            }
+        }
+    }
+
+    /// Cuts the classified line to its first `len` bytes (a `\r` before the `\n`, a line over the cap): the bits
+    /// at and past `len` are cleared, as if only those bytes had been classified.
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        self.len = len;
+        self.words = len.div_ceil(64);
+        if !len.is_multiple_of(64) {
+            let (w, keep) = (len / 64, !0u64 >> (64 - len % 64));
+            for v in self.all_mut() {
+                v[w] &= keep;
+            }
+        }
+    }
+
+    /// Room for mask word `w`: the vectors grow by doubling, as a line's length is only known at its end.
+    #[inline(always)]
+    fn reserve_word(&mut self, w: usize) {
+        if w >= self.host.len() {
+            let n = (w + 1).max(self.host.len() * 2).max(16);
+            for v in self.all_mut() {
+                v.resize(n, 0);
+            }
+        }
+    }
+
+    /// Stores word `w` of every mask, cleared past the line's end when the line ends in it (`nl`, its line feeds).
+    /// Returns the line's length if it ends in this word.
+    #[inline(always)]
+    fn put_word(&mut self, w: usize, m: [u64; 6], nl: u64) -> Option<usize> {
+        let keep = if nl != 0 { (1u64 << nl.trailing_zeros()) - 1 } else { !0 };
+        self.host[w] = m[0] & keep;
+        self.dot[w] = m[1] & keep;
+        self.alnum[w] = m[2] & keep;
+        self.hex[w] = m[3] & keep;
+        self.colon[w] = m[4] & keep;
+        self.v6[w] = m[5] & keep;
+        (nl != 0).then(|| w * 64 + nl.trailing_zeros() as usize)
+    }
+
+    /// Sets the line's length once its words are stored.
+    #[inline(always)]
+    fn set_len(&mut self, len: usize) -> usize {
+        self.len = len;
+        self.words = len.div_ceil(64);
+        len
+    }
+
     /// Words `from..to` classified byte by byte (the tail word may be partial).
     fn scalar_words(&mut self, line: &[u8], from: usize, to: usize) {
         for w in from..to {
@@ -210,54 +278,84 @@ impl Masks {
     /// [`NIBBLE_LO`] and [`NIBBLE_HI`] give every class a bit (or two, for the letters' two ranges), so a class
     /// mask is one AND, compare and `movemask`, instead of range compares per class.
     unsafe fn avx2_words(&mut self, block: &[u8], from: usize, to: usize) {
-        use std::arch::x86_64::*;
-        /// Bits of 32 lanes where some bit of `set` is on in the lane's class byte.
-        #[inline(always)]
-        unsafe fn any(cls: __m256i, set: u8) -> u32 {
-            let t = _mm256_and_si256(cls, _mm256_set1_epi8(set as i8));
-            !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(t, _mm256_setzero_si256())) as u32)
-        }
-        #[inline(always)]
-        unsafe fn half(p: *const u8, lo_tbl: __m256i, hi_tbl: __m256i) -> [u32; 5] {
-            let nib = _mm256_set1_epi8(0x0f);
-            let v = _mm256_loadu_si256(p as *const __m256i);
-            let lo = _mm256_and_si256(v, nib);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
-            let cls = _mm256_and_si256(_mm256_shuffle_epi8(lo_tbl, lo), _mm256_shuffle_epi8(hi_tbl, hi));
-            [
-                any(cls, C_HOST),
-                // The dot is the class byte's top bit: its mask is the sign bits themselves.
-                _mm256_movemask_epi8(cls) as u32,
-                any(cls, C_ALNUM),
-                any(cls, C_HEX),
-                // The colon is bit 6: shifted into the sign bit (a 16-bit shift moves no byte's bit 6 across).
-                _mm256_movemask_epi8(_mm256_slli_epi16::<1>(cls)) as u32,
-            ]
-        }
-        let lo_tbl = _mm256_loadu_si256(NIBBLE_LO_X2.as_ptr() as *const __m256i);
-        let hi_tbl = _mm256_loadu_si256(NIBBLE_HI_X2.as_ptr() as *const __m256i);
-        // Six slices of one length, so the stores below need no bounds checks.
-        let n = to - from;
-        let host = &mut self.host[from..to];
-        let dot = &mut self.dot[from..to];
-        let alnum = &mut self.alnum[from..to];
-        let hex = &mut self.hex[from..to];
-        let colon = &mut self.colon[from..to];
-        let v6 = &mut self.v6[from..to];
-        assert!(block.len() >= n * 64);
-        for w in 0..n {
-            let p = block.as_ptr().add(w * 64);
-            let lo = half(p, lo_tbl, hi_tbl);
-            let hi = half(p.add(32), lo_tbl, hi_tbl);
-            let j = |k: usize| lo[k] as u64 | (hi[k] as u64) << 32;
-            host[w] = j(0);
-            dot[w] = j(1);
-            alnum[w] = j(2);
-            hex[w] = j(3);
-            colon[w] = j(4);
-            v6[w] = j(1) | j(3) | j(4);
+        assert!(block.len() >= (to - from) * 64);
+        for w in from..to {
+            let (m, _) = avx2_word(block.as_ptr().add((w - from) * 64));
+            self.put_word(w, m, 0);
         }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    /// [`Self::classify_line`] 64 bytes a step, the line feeds among them; the last partial word of `buf` from a
+    /// zero-padded copy (a zero byte is in no class).
+    unsafe fn avx2_line(&mut self, buf: &[u8]) -> usize {
+        self.line_words(buf, |rest| {
+            if rest.len() >= 64 {
+                avx2_word(rest.as_ptr())
+            } else {
+                let mut pad = [0u8; 64];
+                pad[..rest.len()].copy_from_slice(rest);
+                avx2_word(pad.as_ptr())
+            }
+        })
+    }
+
+    /// The word loop of [`Self::classify_line`], with `word` classifying the first 64 bytes of what it is given
+    /// (or all of it, when fewer); inlined into each path, so `word` is too.
+    #[inline(always)]
+    fn line_words(&mut self, buf: &[u8], word: impl Fn(&[u8]) -> ([u64; 6], u64)) -> usize {
+        let mut w = 0;
+        loop {
+            self.reserve_word(w);
+            let rest = &buf[w * 64..];
+            let (m, nl) = word(rest);
+            if let Some(len) = self.put_word(w, m, nl) {
+                return self.set_len(len);
+            }
+            if rest.len() <= 64 {
+                return self.set_len(buf.len());
+            }
+            w += 1;
+        }
+    }
+}
+
+/// One 64-byte word's masks (host, dot, alnum, hex, colon, v6) and its line feeds, from two 32-byte halves.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn avx2_word(p: *const u8) -> ([u64; 6], u64) {
+    use std::arch::x86_64::*;
+    /// Bits of 32 lanes where some bit of `set` is on in the lane's class byte.
+    #[inline(always)]
+    unsafe fn any(cls: __m256i, set: u8) -> u32 {
+        let t = _mm256_and_si256(cls, _mm256_set1_epi8(set as i8));
+        !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(t, _mm256_setzero_si256())) as u32)
+    }
+    #[inline(always)]
+    unsafe fn half(p: *const u8) -> [u32; 6] {
+        let lo_tbl = _mm256_loadu_si256(NIBBLE_LO_X2.as_ptr() as *const __m256i);
+        let hi_tbl = _mm256_loadu_si256(NIBBLE_HI_X2.as_ptr() as *const __m256i);
+        let nib = _mm256_set1_epi8(0x0f);
+        let v = _mm256_loadu_si256(p as *const __m256i);
+        let lo = _mm256_and_si256(v, nib);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+        let cls = _mm256_and_si256(_mm256_shuffle_epi8(lo_tbl, lo), _mm256_shuffle_epi8(hi_tbl, hi));
+        [
+            any(cls, C_HOST),
+            // The dot is the class byte's top bit: its mask is the sign bits themselves.
+            _mm256_movemask_epi8(cls) as u32,
+            any(cls, C_ALNUM),
+            any(cls, C_HEX),
+            // The colon is bit 6: shifted into the sign bit (a 16-bit shift moves no byte's bit 6 across).
+            _mm256_movemask_epi8(_mm256_slli_epi16::<1>(cls)) as u32,
+            _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\n' as i8))) as u32,
+        ]
+    }
+    let (lo, hi) = (half(p), half(p.add(32)));
+    let j = |k: usize| lo[k] as u64 | (hi[k] as u64) << 32;
+    ([j(0), j(1), j(2), j(3), j(4), j(1) | j(3) | j(4)], j(5))
 }
 
 impl Masks {
@@ -267,42 +365,53 @@ impl Masks {
     /// class straight into a mask register (`vptestmb`), with no byte-mask-to-bits step; the last partial word is a
     /// masked load, which reads nothing past the line, so no bit past it is ever set.
     unsafe fn avx512_words(&mut self, line: &[u8]) {
-        use std::arch::x86_64::*;
-        let lo_tbl = _mm512_broadcast_i32x4(_mm_loadu_si128(NIBBLE_LO.as_ptr() as *const __m128i));
-        let hi_tbl = _mm512_broadcast_i32x4(_mm_loadu_si128(NIBBLE_HI.as_ptr() as *const __m128i));
-        let nib = _mm512_set1_epi8(0x0f);
-        let set = |c: u8| _mm512_set1_epi8(c as i8);
-        let (c_host, c_alnum, c_hex, c_colon, c_v6) = (
-            set(C_HOST),
-            set(C_ALNUM),
-            set(C_HEX),
-            set(C_COLON),
-            set(C_HEX | C_COLON | C_DOT),
-        );
-        let n = self.words;
-        let host = &mut self.host[..n];
-        let dot = &mut self.dot[..n];
-        let alnum = &mut self.alnum[..n];
-        let hex = &mut self.hex[..n];
-        let colon = &mut self.colon[..n];
-        let v6 = &mut self.v6[..n];
-        for w in 0..n {
-            let rest = line.len() - w * 64;
-            let keep: __mmask64 = if rest >= 64 { !0 } else { (1u64 << rest) - 1 };
-            // SAFETY: the mask covers only bytes of `line`; masked-off bytes are not read.
-            let v = _mm512_maskz_loadu_epi8(keep, line.as_ptr().add(w * 64) as *const i8);
-            let lo = _mm512_and_si512(v, nib);
-            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
-            let cls = _mm512_and_si512(_mm512_shuffle_epi8(lo_tbl, lo), _mm512_shuffle_epi8(hi_tbl, hi));
-            host[w] = _mm512_test_epi8_mask(cls, c_host);
-            // The dot is the class byte's top bit.
-            dot[w] = _mm512_movepi8_mask(cls);
-            alnum[w] = _mm512_test_epi8_mask(cls, c_alnum);
-            hex[w] = _mm512_test_epi8_mask(cls, c_hex);
-            colon[w] = _mm512_test_epi8_mask(cls, c_colon);
-            v6[w] = _mm512_test_epi8_mask(cls, c_v6);
+        for w in 0..self.words {
+            let (m, _) = avx512_word(&line[w * 64..]);
+            self.put_word(w, m, 0);
         }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    /// [`Self::classify_line`] 64 bytes a step, the line feeds among them.
+    unsafe fn avx512_line(&mut self, buf: &[u8]) -> usize {
+        self.line_words(buf, |rest| avx512_word(rest))
+    }
+}
+
+/// The masks (host, dot, alnum, hex, colon, v6) and line feeds of the first 64 bytes of `bytes`, or of all of them
+/// when fewer: a masked load, which reads no byte past `bytes`, so no bit past them is set.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn avx512_word(bytes: &[u8]) -> ([u64; 6], u64) {
+    use std::arch::x86_64::*;
+    let lo_tbl = _mm512_broadcast_i32x4(_mm_loadu_si128(NIBBLE_LO.as_ptr() as *const __m128i));
+    let hi_tbl = _mm512_broadcast_i32x4(_mm_loadu_si128(NIBBLE_HI.as_ptr() as *const __m128i));
+    let nib = _mm512_set1_epi8(0x0f);
+    let set = |c: u8| _mm512_set1_epi8(c as i8);
+    let keep: __mmask64 = if bytes.len() >= 64 {
+        !0
+    } else {
+        (1u64 << bytes.len()) - 1
+    };
+    // SAFETY: the mask covers only bytes of `bytes`; masked-off bytes are not read.
+    let v = _mm512_maskz_loadu_epi8(keep, bytes.as_ptr() as *const i8);
+    let lo = _mm512_and_si512(v, nib);
+    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+    let cls = _mm512_and_si512(_mm512_shuffle_epi8(lo_tbl, lo), _mm512_shuffle_epi8(hi_tbl, hi));
+    (
+        [
+            _mm512_test_epi8_mask(cls, set(C_HOST)),
+            // The dot is the class byte's top bit.
+            _mm512_movepi8_mask(cls),
+            _mm512_test_epi8_mask(cls, set(C_ALNUM)),
+            _mm512_test_epi8_mask(cls, set(C_HEX)),
+            _mm512_test_epi8_mask(cls, set(C_COLON)),
+            _mm512_test_epi8_mask(cls, set(C_HEX | C_COLON | C_DOT)),
+        ],
+        _mm512_mask_cmpeq_epi8_mask(keep, v, set(b'\n')),
+    )
 }
 
 /// Class bits of the nibble tables: a byte is in a bit's class when both of its nibbles' entries have the bit.
@@ -614,6 +723,58 @@ mod tests {
                     ],
                     "{path:?} {len}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_classified_as_its_end_is_found_has_the_masks_of_the_line_alone() {
+        let mut bytes: Vec<u8> = (0..=255u8).filter(|b| *b != b'\n').cycle().take(800).collect();
+        let mut reused = Masks::default();
+        for end in [0usize, 1, 5, 63, 64, 65, 100, 127, 128, 129, 300, 636, 637, 698] {
+            for tail in [0usize, 1, 2, 63, 64, 65] {
+                // A line feed at `end` with `tail` bytes after it, or no line feed when the bytes stop first.
+                let mut buf = bytes[..end].to_vec();
+                if tail > 0 {
+                    buf.push(b'\n');
+                    buf.extend_from_slice(&bytes[end..end + tail - 1]);
+                }
+                for path in Path::available() {
+                    let mut alone = Masks::default();
+                    alone.classify(&buf[..end], path);
+                    for m in [&mut Masks::default(), &mut reused] {
+                        assert_eq!(m.classify_line(&buf, path), end, "{path:?} {end} {tail}");
+                        assert_eq!((m.len, m.words), (alone.len, alone.words), "{path:?} {end} {tail}");
+                        for (a, b) in [
+                            (m.host(), alone.host()),
+                            (m.dot(), alone.dot()),
+                            (m.alnum(), alone.alnum()),
+                            (m.hex(), alone.hex()),
+                            (m.colon(), alone.colon()),
+                            (m.v6(), alone.v6()),
+                        ] {
+                            assert_eq!(a.words, b.words, "{path:?} {end} {tail}");
+                        }
+                    }
+                }
+            }
+            bytes.rotate_left(7);
+        }
+    }
+
+    #[test]
+    fn a_truncated_line_has_the_masks_of_its_first_bytes() {
+        let line: Vec<u8> = b"a.b:c 10.0.0.1 fe80::1 d41d8cd98f00b204e9800998ecf8427e\r".repeat(6);
+        for path in Path::available() {
+            for len in [0, 1, 30, 63, 64, 65, 200, line.len() - 1] {
+                let (mut cut, mut alone) = (Masks::default(), Masks::default());
+                cut.classify_line(&line, path);
+                cut.truncate(len);
+                alone.classify(&line[..len], path);
+                assert_eq!((cut.len, cut.words), (alone.len, alone.words));
+                assert_eq!(cut.host().words, alone.host().words, "{path:?} {len}");
+                assert_eq!(cut.v6().words, alone.v6().words, "{path:?} {len}");
+                assert_eq!(cut.colon().words, alone.colon().words, "{path:?} {len}");
             }
         }
     }

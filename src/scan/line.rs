@@ -99,10 +99,27 @@ pub fn scan_line_with(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits:
 /// [`scan_line_with`] on the line `buf[..len]`, where `buf` is the rest of the chunk the line is in: the
 /// classification may read past the line (never past `buf`), so a chunk's lines need no copy of their tails.
 pub fn scan_line_within(snap: &Snapshot, buf: &[u8], len: usize, scratch: &mut Scratch, hits: &mut Vec<Hit>) {
+    scratch.masks.classify_within(buf, len, scratch.path);
+    scan_classified(snap, &buf[..len], scratch, hits);
+}
+
+impl Scratch {
+    /// Classifies the line that opens `buf` (up to its `\n` or the end of `buf`) and returns its length: the line
+    /// feed is found in the same pass, for [`scan_classified`].
+    pub(crate) fn classify_line(&mut self, buf: &[u8]) -> usize {
+        self.masks.classify_line(buf, self.path)
+    }
+
+    /// Cuts the line just classified to `len` bytes (its `\r`, the line cap).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.masks.truncate(len);
+    }
+}
+
+/// [`scan_line_with`] on a line whose masks `scratch` holds already ([`Scratch::classify_line`]).
+pub(crate) fn scan_classified(snap: &Snapshot, line: &[u8], scratch: &Scratch, hits: &mut Vec<Hit>) {
     hits.clear();
-    let line = &buf[..len];
-    let Scratch { masks, path } = scratch;
-    masks.classify_within(buf, len, *path);
+    let masks = &scratch.masks;
     let json = is_json_line(line);
     let base = Probe {
         c: &snap.base,

@@ -2,6 +2,7 @@
 //! all go through [`LineScanner`], so the line cap, the counting and the call into the matcher live here only.
 
 use super::field::{self, FieldFilter, FieldHit, TsvFields};
+use super::line::scan_classified;
 use super::{scan_line_within, Hit, Scratch};
 use crate::indicator::Kind;
 use crate::snapshot::Snapshot;
@@ -91,6 +92,12 @@ impl LineScanner {
         self
     }
 
+    /// Classifies with a given path: for tests that hold every path to the same hits.
+    pub fn with_path(mut self, path: super::classify::Path) -> Self {
+        self.scratch = Scratch::with_path(path);
+        self
+    }
+
     /// Skips field attribution when no sink needs it (counting), unless a filter does.
     pub fn without_fields(mut self) -> Self {
         self.attribute = false;
@@ -108,13 +115,15 @@ impl LineScanner {
 
     /// Scans one line (a trailing `\n` or `\r\n` is not part of it). Returns whether it had hits.
     pub fn line(&mut self, snap: &Snapshot, offset: usize, line: &[u8], sink: &mut impl Sink) -> bool {
-        self.line_within(snap, offset, line, line.len(), sink)
+        let line = self.admit(line);
+        scan_line_within(snap, line, line.len(), &mut self.scratch, &mut self.hits);
+        self.report(snap, offset, line, sink)
     }
 
-    /// [`Self::line`] on `buf[..len]`, where `buf` runs on to the end of the chunk, so classification may read
-    /// past the line instead of copying its tail.
-    fn line_within(&mut self, snap: &Snapshot, offset: usize, buf: &[u8], len: usize, sink: &mut impl Sink) -> bool {
-        let mut line = &buf[..len];
+    /// The line as scanned: without its line ends, cut at the cap (counted), and counted; a Zeek `#fields` header
+    /// takes effect from here.
+    #[inline]
+    fn admit<'b>(&mut self, mut line: &'b [u8]) -> &'b [u8] {
         while let [rest @ .., b'\n' | b'\r'] = line {
             line = rest;
         }
@@ -126,7 +135,12 @@ impl LineScanner {
         if line.starts_with(b"#fields\t") {
             self.tsv = field::tsv_header(line);
         }
-        scan_line_within(snap, buf, line.len(), &mut self.scratch, &mut self.hits);
+        line
+    }
+
+    /// Attributes, filters and counts the hits of the line just scanned, and hands it to the sink.
+    #[inline]
+    fn report(&mut self, snap: &Snapshot, offset: usize, line: &[u8], sink: &mut impl Sink) -> bool {
         if self.hits.is_empty() {
             return false;
         }
@@ -155,14 +169,21 @@ impl LineScanner {
         true
     }
 
-    /// Scans every line of `buf` (whole lines; the last may lack its `\n`).
+    /// Scans every line of `buf` (whole lines; the last may lack its `\n`). Each line is classified as its end is
+    /// looked for, in one pass over its bytes.
     pub fn buffer(&mut self, snap: &Snapshot, buf: &[u8], sink: &mut impl Sink) {
         self.stats.bytes += buf.len() as u64;
         let mut pos = 0;
         while pos < buf.len() {
-            let end = memchr::memchr(b'\n', &buf[pos..]).map_or(buf.len(), |i| pos + i);
-            self.line_within(snap, pos, &buf[pos..], end - pos, sink);
-            pos = end + 1;
+            let rest = &buf[pos..];
+            let raw = self.scratch.classify_line(rest);
+            let line = self.admit(&rest[..raw]);
+            if line.len() < raw {
+                self.scratch.truncate(line.len());
+            }
+            scan_classified(snap, line, &self.scratch, &mut self.hits);
+            self.report(snap, pos, line, sink);
+            pos += raw + 1;
         }
     }
 }
