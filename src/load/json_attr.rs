@@ -595,10 +595,10 @@ impl<'de> Visitor<'de> for PageSeed {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Page, A::Error> {
         // As a tree is read: the last of repeated keys, and `response` (at the top) before all else.
         let (mut response, mut attributes) = (None, None);
-        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match &*k {
-                "response" if self.top => response = Some(map.next_value_seed(PageSeed { top: false })?),
-                "Attribute" => attributes = Some(map.next_value::<Elements<Element>>()?.0),
+        while let Some(k) = map.next_key::<Key>()? {
+            match k {
+                Key::Response if self.top => response = Some(map.next_value_seed(PageSeed { top: false })?),
+                Key::Attribute => attributes = Some(map.next_value::<Elements<Element>>()?.0),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

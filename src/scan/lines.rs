@@ -3,7 +3,7 @@
 
 use super::field::{self, FieldFilter, FieldHit, TsvFields};
 use super::line::scan_classified;
-use super::{scan_line_within, Hit, Scratch};
+use super::{scan_line_with, Hit, Scratch};
 use crate::indicator::Kind;
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
@@ -116,7 +116,7 @@ impl LineScanner {
     /// Scans one line (a trailing `\n` or `\r\n` is not part of it). Returns whether it had hits.
     pub fn line(&mut self, snap: &Snapshot, offset: usize, line: &[u8], sink: &mut impl Sink) -> bool {
         let line = self.admit(line);
-        scan_line_within(snap, line, line.len(), &mut self.scratch, &mut self.hits);
+        scan_line_with(snap, line, &mut self.scratch, &mut self.hits);
         self.report(snap, offset, line, sink)
     }
 
