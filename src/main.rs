@@ -98,7 +98,30 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// Whether this CPU lacks POPCNT, which an x86-64 build assumes (`.cargo/config.toml`): the scan would die of an
+/// illegal instruction on its first line, so the binary says so before it starts. CPUID is asked directly, as
+/// `is_x86_feature_detected!` answers from the build's own flags for a feature enabled at build time.
+#[cfg(all(target_arch = "x86_64", target_feature = "popcnt"))]
+fn cpu_lacks_popcnt() -> bool {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID leaf 1 exists on every x86-64 CPU.
+    let ecx = unsafe { std::arch::x86_64::__cpuid(1) }.ecx;
+    ecx >> 23 & 1 == 0
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "popcnt")))]
+fn cpu_lacks_popcnt() -> bool {
+    false
+}
+
 fn main() -> ExitCode {
+    if cpu_lacks_popcnt() {
+        eprintln!(
+            "iocmatch: this build assumes a CPU with POPCNT (x86-64-v2) and this one has none; \
+             rebuild with RUSTFLAGS=\"\" cargo build --release"
+        );
+        return ExitCode::from(2);
+    }
     purge_freed_memory_after_a_second();
     let cli = Cli::parse();
     let level = match cli.command {
