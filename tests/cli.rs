@@ -514,6 +514,9 @@ fn bench_real_scans_the_given_log_files_and_compares_hyperscan_when_installed() 
     assert_eq!(row["lines"], want_lines);
     assert_eq!(row["real_logs"], true);
     assert_eq!(row["hits_planted"], 0);
+    // The snapshot's size is the bytes its layout holds, never a difference of RSS that can come out negative.
+    let per = row["bytes_per_indicator"].as_f64().unwrap();
+    assert!(row["snapshot_bytes"].as_u64().unwrap() > 2000 && per > 1.0, "{row}");
     let tools: Vec<&str> = row["compare"]
         .as_array()
         .unwrap()

@@ -63,8 +63,13 @@ struct Row {
     validate_seconds: f64,
     /// Compiling the validated set into the snapshot.
     build_seconds: f64,
-    snapshot_resident_bytes: i64,
+    /// The bytes the snapshot's layout holds: what one more snapshot costs during a swap. Exact, where a
+    /// difference of RSS is not (the allocator returns the previous size's memory on its own schedule).
+    snapshot_bytes: usize,
     bytes_per_indicator: f64,
+    /// How much the process's RSS grew over load and build: the snapshot plus what the allocator kept; negative
+    /// when it returned more of the previous size's memory meanwhile.
+    rss_growth_bytes: i64,
     scan_1t_mb_s: f64,
     scan_1t_lines_s: f64,
     threads: usize,
@@ -169,8 +174,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             lines: w.line_count,
             validate_seconds,
             build_seconds,
-            snapshot_resident_bytes: resident,
-            bytes_per_indicator: resident as f64 / n.max(1) as f64,
+            snapshot_bytes: snap.index_bytes(),
+            bytes_per_indicator: snap.index_bytes() as f64 / n.max(1) as f64,
+            rss_growth_bytes: resident,
             scan_1t_mb_s: mb / t1,
             scan_1t_lines_s: w.line_count as f64 / t1,
             threads,
@@ -260,7 +266,7 @@ fn print_row(r: &Row) {
         r.lines,
         r.validate_seconds,
         r.build_seconds,
-        r.snapshot_resident_bytes as f64 / 1e6,
+        r.snapshot_bytes as f64 / 1e6,
         r.bytes_per_indicator
     );
     println!(
