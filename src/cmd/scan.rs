@@ -3,7 +3,7 @@
 
 use super::IocArgs;
 use anyhow::{Context, Result};
-use iocmatch::scan::field::{last_header, TsvFields};
+use iocmatch::scan::field::TsvFields;
 use iocmatch::scan::{FieldFilter, FieldHit, LineScanner, ScanStats, Sink};
 use iocmatch::sink::{ecs, OutputFormat};
 use iocmatch::source::{open_input, Batch, Chunk, ChunkReader, ReadAhead};
@@ -157,13 +157,14 @@ fn scan_input(
             return Ok(());
         };
         let read_error = error.map(|(at, e)| format!("{name}: read error after byte {at}: {e}"));
-        // The Zeek `#fields` header in effect at the start of each chunk, found in input order.
+        // The Zeek `#fields` header in effect at the start of each chunk, in input order (each chunk's last one was
+        // found as it was read).
         let headers: Vec<Option<TsvFields>> = batch
             .iter()
             .map(|c| {
                 let at_start = tsv.clone();
-                if let Some(h) = last_header(&c.data) {
-                    tsv = Some(h);
+                if let Some(h) = &c.fields_header {
+                    tsv = Some(h.clone());
                 }
                 at_start
             })

@@ -3,6 +3,7 @@
 //! most one batch ahead, and the scanned chunks' buffers come back to it for reuse.
 
 use super::{Chunk, ChunkReader};
+use crate::scan::field::last_header;
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
@@ -68,7 +69,10 @@ fn read_batches<R: Read>(
         let mut done = false;
         while batch.chunks.len() < batch_len {
             match reader.next_chunk() {
-                Ok(Some(c)) => batch.chunks.push(c),
+                Ok(Some(mut c)) => {
+                    c.fields_header = last_header(&c.data);
+                    batch.chunks.push(c);
+                }
                 Ok(None) => {
                     done = true;
                     break;
@@ -146,6 +150,32 @@ mod tests {
         assert!(at <= n && all.len() as u64 <= at, "{at} {}", all.len());
         assert!(all.is_empty() || all.ends_with(b"\n"));
         assert!(whole.starts_with(&all));
+    }
+
+    #[test]
+    fn each_chunk_carries_its_last_zeek_fields_header() {
+        let mut input = b"#fields\tts\tuid\n".to_vec();
+        input.extend((0..40_000).flat_map(|i| format!("{i}\tC{i}\n").into_bytes()));
+        input.extend_from_slice(b"#fields\tts\tquery\n1\tx\n");
+        input.extend((0..40_000).flat_map(|i| format!("{i}\tQ{i}\n").into_bytes()));
+        let reader = ChunkReader::new(io::Cursor::new(input), 1000, 1 << 20);
+        let mut ahead = ReadAhead::spawn(reader, 2, "test".into()).unwrap();
+        let mut seen = Vec::new();
+        while let Some(b) = ahead.next_batch() {
+            for c in b.chunks {
+                let has = |h: &[u8]| c.data.windows(h.len()).any(|w| w == h);
+                let expect = if has(b"#fields\tts\tquery") {
+                    Some(vec!["ts".to_string(), "query".to_string()])
+                } else if has(b"#fields\tts\tuid") {
+                    Some(vec!["ts".to_string(), "uid".to_string()])
+                } else {
+                    None
+                };
+                assert_eq!(c.fields_header.as_deref().cloned(), expect, "chunk at {}", c.offset);
+                seen.push(expect.is_some());
+            }
+        }
+        assert!(seen.len() > 2 && seen.iter().filter(|s| **s).count() == 2, "{seen:?}");
     }
 
     /// Endless lines that say when they are dropped, which the reader thread does as it ends.
