@@ -165,6 +165,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let build_seconds = started.elapsed().as_secs_f64();
         iocmatch::memory::release_freed();
         let resident = rss_bytes() - before;
+        let snapshot_bytes = snap.index_bytes();
         let (t1, s1) = best_scan(&snap, &w.lines, 1, args.repeat);
         let (tn, _) = best_scan(&snap, &w.lines, threads, args.repeat);
         let mb = w.lines.len() as f64 / 1e6;
@@ -174,8 +175,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             lines: w.line_count,
             validate_seconds,
             build_seconds,
-            snapshot_bytes: snap.index_bytes(),
-            bytes_per_indicator: snap.index_bytes() as f64 / n.max(1) as f64,
+            snapshot_bytes,
+            bytes_per_indicator: snapshot_bytes as f64 / n.max(1) as f64,
             rss_growth_bytes: resident,
             scan_1t_mb_s: mb / t1,
             scan_1t_lines_s: w.line_count as f64 / t1,

@@ -1,7 +1,7 @@
 //! Reading input in large chunks of whole lines, as ripgrep does, so scanning threads get big independent units and
 //! memory stays bounded whatever the input: a line longer than the cap is cut at the cap and the rest skipped.
 
-use crate::scan::field::TsvFields;
+use crate::scan::field::{last_header, TsvFields};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -15,8 +15,8 @@ pub struct Chunk {
     /// Lines in this chunk that were cut at the cap while reading (their tail was never buffered).
     pub truncated: u64,
     /// The Zeek columns of the chunk's last `#fields` header, if it has one: what is in effect for the chunks after
-    /// it. Found on the read-ahead thread ([`super::ReadAhead`]), which is mostly idle, as the backward search over
-    /// each chunk was 4% of a one-thread scan's samples on the thread that hands chunks out.
+    /// it. Found by the reader, so on the read-ahead thread ([`super::ReadAhead`]), which is mostly idle: the
+    /// backward search over each chunk was 4% of a one-thread scan's samples on the thread that hands chunks out.
     pub fields_header: Option<TsvFields>,
 }
 
@@ -95,6 +95,15 @@ impl<R: Read> ChunkReader<R> {
 
     /// The next chunk, or `None` at the end of input. An I/O error leaves the reader at the failing position.
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        let mut chunk = self.next_lines()?;
+        if let Some(c) = &mut chunk {
+            c.fields_header = last_header(&c.data);
+        }
+        Ok(chunk)
+    }
+
+    /// The next run of whole lines (or one cut line), before its header is looked for.
+    fn next_lines(&mut self) -> io::Result<Option<Chunk>> {
         while !self.eof && self.pending.len() < self.target {
             self.fill()?;
         }

@@ -3,7 +3,6 @@
 //! most one batch ahead, and the scanned chunks' buffers come back to it for reuse.
 
 use super::{Chunk, ChunkReader};
-use crate::scan::field::last_header;
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
@@ -69,10 +68,7 @@ fn read_batches<R: Read>(
         let mut done = false;
         while batch.chunks.len() < batch_len {
             match reader.next_chunk() {
-                Ok(Some(mut c)) => {
-                    c.fields_header = last_header(&c.data);
-                    batch.chunks.push(c);
-                }
+                Ok(Some(c)) => batch.chunks.push(c),
                 Ok(None) => {
                     done = true;
                     break;
