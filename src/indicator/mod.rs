@@ -7,7 +7,7 @@
 mod normalize;
 mod refang;
 
-pub use normalize::{classify_plain, normalize_attribute, AttributeOutcome, RejectReason, Rejected};
+pub use normalize::{classify_plain, known_type, normalize_attribute, AttributeOutcome, RejectReason, Rejected};
 pub(crate) use normalize::{is_email_local_byte, is_fuzzy_byte, is_host_byte, TLSH_HEX};
 pub use refang::refang;
 

@@ -5,6 +5,7 @@
 
 use super::{refang, Kind, Policy, Value};
 use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -72,9 +73,17 @@ pub enum AttributeOutcome {
 /// (`regkey`, `text`, `filename`, ...) are `Unsupported`.
 pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> AttributeOutcome {
     let value = refang(raw);
-    let t = misp_type.trim().to_ascii_lowercase();
+    // Loaders hand the type over lower-cased and trimmed already: borrowed then, not copied per attribute.
+    let t: Cow<str> = if misp_type
+        .bytes()
+        .any(|c| c.is_ascii_uppercase() || c.is_ascii_whitespace())
+    {
+        Cow::Owned(misp_type.trim().to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(misp_type)
+    };
     let one = |r: Result<Value, Rejected>| AttributeOutcome::Parts(vec![r]);
-    match t.as_str() {
+    match &*t {
         "domain" => one(domain(&value).map(|d| Value::Domain(d.into()))),
         "hostname" => one(domain(&value).map(|d| Value::Hostname(d.into()))),
         "ip-src" | "ip-dst" | "ip" => one(ip(&value, policy)),
@@ -96,6 +105,42 @@ pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> Attri
             _ => AttributeOutcome::Unsupported,
         },
     }
+}
+
+/// The MISP types most attributes have, as static names: a loader hands a type it finds here on without copying
+/// it for each of millions of attributes. Anything else is still loaded, as an owned name.
+pub fn known_type(t: &str) -> Option<&'static str> {
+    const TYPES: [&str; 28] = [
+        "domain",
+        "hostname",
+        "ip-dst",
+        "ip-src",
+        "url",
+        "sha256",
+        "md5",
+        "sha1",
+        "domain|ip",
+        "ip-dst|port",
+        "ip-src|port",
+        "hostname|port",
+        "email",
+        "email-src",
+        "email-dst",
+        "filename|md5",
+        "filename|sha1",
+        "filename|sha256",
+        "sha512",
+        "ip",
+        "ip-range",
+        "link",
+        "text",
+        "comment",
+        "filename",
+        "regkey",
+        "other",
+        "AS",
+    ];
+    TYPES.into_iter().find(|k| *k == t)
 }
 
 /// Guesses the MISP type of a bare value from a plain indicator list.
