@@ -19,20 +19,20 @@ pub enum Element<'de> {
 /// The fields of one attribute object that a load reads, borrowed from the text where they need no unescaping:
 /// the ones a load only looks at (the timestamp, an `event_id` beside an `Event`, an empty comment) are never
 /// copied, and a million attributes cost millions fewer allocations.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Fields<'de> {
-    misp_type: Option<Cow<'de, str>>,
-    value: Option<Cow<'de, str>>,
-    to_ids: Option<bool>,
-    deleted: Option<bool>,
-    uuid: Option<Cow<'de, str>>,
-    category: Option<Cow<'de, str>>,
-    tags: Vec<String>,
-    timestamp: Option<Cow<'de, str>>,
-    comment: Option<Cow<'de, str>>,
-    event_id: Option<Cow<'de, str>>,
-    event_uuid: Option<Cow<'de, str>>,
-    event: Option<EventMeta>,
+    pub(super) misp_type: Option<Cow<'de, str>>,
+    pub(super) value: Option<Cow<'de, str>>,
+    pub(super) to_ids: Option<bool>,
+    pub(super) deleted: Option<bool>,
+    pub(super) uuid: Option<Cow<'de, str>>,
+    pub(super) category: Option<Cow<'de, str>>,
+    pub(super) tags: Vec<String>,
+    pub(super) timestamp: Option<Cow<'de, str>>,
+    pub(super) comment: Option<Cow<'de, str>>,
+    pub(super) event_id: Option<Cow<'de, str>>,
+    pub(super) event_uuid: Option<Cow<'de, str>>,
+    pub(super) event: Option<EventMeta>,
 }
 
 impl Fields<'_> {

@@ -411,7 +411,11 @@ fn read_element(
     location: Location,
     enclosing: Option<&Arc<EventMeta>>,
 ) -> Result<Streamed, serde_json::Error> {
-    Ok(match serde_json::from_str::<Element>(raw)? {
+    let element = match super::json_flat::attribute(raw) {
+        Some(fields) => Element::Attribute(Box::new(fields)),
+        None => serde_json::from_str::<Element>(raw)?,
+    };
+    Ok(match element {
         Element::Attribute(f) => f
             .into_raw(location.clone(), enclosing)
             .map_err(|msg| format!("{location}: {msg}")),

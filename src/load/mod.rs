@@ -6,6 +6,7 @@
 
 mod feed;
 mod json_attr;
+mod json_flat;
 mod misp_csv;
 mod misp_json;
 mod plain;
