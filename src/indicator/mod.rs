@@ -388,7 +388,32 @@ impl IndicatorSet {
 
     /// Adds an indicator, merging it into an earlier one with the same value. Returns false for a duplicate.
     pub fn insert(&mut self, ind: Indicator) -> bool {
-        let h = self.hasher.hash_one(&ind.value);
+        let h = self.value_hash(&ind.value);
+        self.insert_hashed(ind, h)
+    }
+
+    /// The hash [`Self::insert_hashed`] takes for `value`.
+    pub fn value_hash(&self, value: &Value) -> u64 {
+        self.hasher.hash_one(value)
+    }
+
+    /// How this set hashes values: a loader works hashes out on every core while one thread inserts.
+    pub fn hasher(&self) -> &hashbrown::DefaultHashBuilder {
+        &self.hasher
+    }
+
+    /// A set with no indicators that hashes values as this one does, so hashes worked out for this one still hold.
+    pub fn emptied(&self) -> Self {
+        IndicatorSet {
+            hasher: self.hasher,
+            ..Default::default()
+        }
+    }
+
+    /// [`Self::insert`] with the value's hash from [`Self::value_hash`] (of this set, or of one it was emptied
+    /// from).
+    pub fn insert_hashed(&mut self, ind: Indicator, h: u64) -> bool {
+        debug_assert_eq!(h, self.value_hash(&ind.value), "a hash from another set");
         let chunks = &self.chunks;
         if let Some(&i) = self.index.find(h, |&i| at(chunks, i).value == ind.value) {
             let kept = &mut self.chunks[i as usize / CHUNK][i as usize % CHUNK];

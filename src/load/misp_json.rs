@@ -344,7 +344,7 @@ impl<'l> Batches<'l> {
     fn undo(self) {
         if let Some((stats, accepted)) = self.undo {
             let l = self.loader;
-            l.set = Default::default();
+            l.set = l.set.emptied();
             l.stats = stats;
             if let (Some(a), Some(n)) = (&mut l.accepted, accepted) {
                 a.truncate(n);

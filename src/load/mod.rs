@@ -18,7 +18,6 @@ use crate::indicator::{
     normalize_attribute, AttrMeta, AttributeOutcome, EventMeta, Indicator, IndicatorSet, Policy, Provenance,
     RejectReason, Rejected, Uuid, Value,
 };
-use hashbrown::HashMap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -184,13 +183,27 @@ pub enum Skip {
     NotIds,
 }
 
-/// One attribute examined by [`Loader::examine`]: its lower-cased MISP type and, per part, the value or why it was
-/// rejected, with the list that filters a valid value out.
+/// One attribute examined by [`Loader::examine`]: its lower-cased MISP type, the hash its shared meta is interned
+/// under, and per part the value or why it was rejected.
 #[derive(Debug)]
 pub enum Examined {
     Skipped(Skip),
     Unsupported(String),
-    Parts(Cow<'static, str>, Vec<Result<(Value, Option<String>), Rejected>>),
+    Parts {
+        mtype: Cow<'static, str>,
+        meta_hash: u64,
+        parts: Vec<Result<Part, Rejected>>,
+    },
+}
+
+/// A valid part of an examined attribute.
+#[derive(Debug)]
+pub struct Part {
+    pub value: Value,
+    /// The set's hash of `value`, worked out where the attribute was examined, not on the thread that inserts.
+    pub hash: u64,
+    /// The list that filters the value out, if one does.
+    pub filtered: Option<String>,
 }
 
 /// A MISP type trimmed and lower-cased, borrowed when it is a loader's own name that is both already.
@@ -202,11 +215,13 @@ fn lower_type(t: &Cow<'static, str>) -> Cow<'static, str> {
     }
 }
 
-/// The policy and vetters of a [`Loader`], apart from its set and counts.
+/// The policy and vetters of a [`Loader`], apart from its set and counts, with how it hashes values and metas.
 #[derive(Clone)]
 pub struct Examiner {
     policy: Policy,
     vetters: Vec<Arc<dyn Vet>>,
+    values: hashbrown::DefaultHashBuilder,
+    metas: hashbrown::DefaultHashBuilder,
 }
 
 impl Examiner {
@@ -230,13 +245,25 @@ impl Examiner {
                 let parts = parts
                     .into_iter()
                     .map(|p| {
-                        p.map(|value| {
-                            let list = self.vetters.iter().find_map(|v| v.vet(&mtype, &raw.value, &value));
-                            (value, list)
+                        p.map(|value| Part {
+                            filtered: self.vetters.iter().find_map(|v| v.vet(&mtype, &raw.value, &value)),
+                            hash: std::hash::BuildHasher::hash_one(&self.values, &value),
+                            value,
                         })
                     })
                     .collect();
-                Examined::Parts(mtype, parts)
+                Examined::Parts {
+                    meta_hash: meta_hash(
+                        &self.metas,
+                        &raw.event,
+                        raw.category.as_deref(),
+                        &raw.misp_type,
+                        raw.tags.iter().map(String::as_str),
+                        raw.comment.as_deref(),
+                    ),
+                    mtype,
+                    parts,
+                }
             }
         }
     }
@@ -248,7 +275,9 @@ pub struct Loader {
     policy: Policy,
     set: IndicatorSet,
     stats: LoadStats,
-    metas: HashMap<AttrMeta, Arc<AttrMeta>>,
+    /// Every meta so far, found by [`meta_hash`] without building one to look it up.
+    metas: hashbrown::HashTable<Arc<AttrMeta>>,
+    meta_hasher: hashbrown::DefaultHashBuilder,
     last_meta: Option<Arc<AttrMeta>>,
     vetters: Vec<Arc<dyn Vet>>,
     accepted: Option<Vec<RawAttribute>>,
@@ -261,6 +290,28 @@ impl std::fmt::Debug for Loader {
             .field("indicators", &self.set.len())
             .finish()
     }
+}
+
+/// The hash an attribute's shared meta is interned under, from its fields as the attribute or the meta holds them.
+fn meta_hash<'a>(
+    hasher: &hashbrown::DefaultHashBuilder,
+    event: &EventMeta,
+    category: Option<&str>,
+    misp_type: &str,
+    tags: impl ExactSizeIterator<Item = &'a str>,
+    comment: Option<&str>,
+) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = hasher.build_hasher();
+    event.hash(&mut h);
+    category.hash(&mut h);
+    misp_type.hash(&mut h);
+    h.write_usize(tags.len());
+    for t in tags {
+        t.hash(&mut h);
+    }
+    comment.hash(&mut h);
+    h.finish()
 }
 
 /// Mapped JSON is released in whole 2 MiB steps (a huge page, and a multiple of every page size).
@@ -308,6 +359,8 @@ impl Loader {
         Examiner {
             policy: self.policy.clone(),
             vetters: self.vetters.clone(),
+            values: *self.set.hasher(),
+            metas: self.meta_hasher,
         }
     }
 
@@ -321,7 +374,7 @@ impl Loader {
 
     /// The sequential half of [`Self::add_attribute`]: counts, provenance and the set.
     fn commit(&mut self, raw: RawAttribute, examined: Examined) {
-        let (mtype, parts) = match examined {
+        let (mtype, parts, meta_hash) = match examined {
             Examined::Skipped(Skip::Deleted) => {
                 self.stats.skipped_deleted += 1;
                 return;
@@ -334,13 +387,17 @@ impl Loader {
                 *self.stats.unsupported.entry(mtype).or_default() += 1;
                 return;
             }
-            Examined::Parts(mtype, parts) => (mtype, parts),
+            Examined::Parts {
+                mtype,
+                meta_hash,
+                parts,
+            } => (mtype, parts, meta_hash),
         };
-        let provenance = self.provenance(&raw);
+        let provenance = self.provenance(&raw, meta_hash);
         let mut any = false;
         for part in parts {
             match part {
-                Ok((value, filtered)) => {
+                Ok(Part { value, hash, filtered }) => {
                     if let Some(list) = filtered {
                         *self.stats.filtered.entry(list.clone()).or_default() += 1;
                         let ex = self.stats.filtered_examples.entry(list).or_default();
@@ -350,11 +407,14 @@ impl Loader {
                         continue;
                     }
                     any = true;
-                    let added = self.set.insert(Indicator {
-                        value,
-                        provenance: provenance.clone(),
-                        merged: 0,
-                    });
+                    let added = self.set.insert_hashed(
+                        Indicator {
+                            value,
+                            provenance: provenance.clone(),
+                            merged: 0,
+                        },
+                        hash,
+                    );
                     let ts = self.stats.type_stats(&mtype);
                     if added {
                         ts.loaded += 1;
@@ -386,11 +446,11 @@ impl Loader {
     }
 
     /// The compact provenance of an attribute, sharing its event, category, type and tags with earlier ones.
-    fn provenance(&mut self, raw: &RawAttribute) -> Provenance {
+    fn provenance(&mut self, raw: &RawAttribute, meta_hash: u64) -> Provenance {
         let meta = match &self.last_meta {
-            // A list's lines and an event's attributes mostly repeat the previous meta: no key, hash or lookup.
+            // A list's lines and an event's attributes mostly repeat the previous meta: no lookup.
             Some(m) if m.same_as(raw) => m.clone(),
-            _ => self.intern_meta(raw),
+            _ => self.intern_meta(raw, meta_hash),
         };
         self.last_meta = Some(meta.clone());
         let t = raw.misp_type.as_bytes();
@@ -410,23 +470,39 @@ impl Loader {
         }
     }
 
-    /// The shared meta of an attribute's event, category, type, tags and comment.
-    fn intern_meta(&mut self, raw: &RawAttribute) -> Arc<AttrMeta> {
-        let key = AttrMeta {
+    /// The shared meta of an attribute's event, category, type, tags and comment (`hash` is their [`meta_hash`]),
+    /// looked up field by field: a meta is built only the first time it is seen.
+    fn intern_meta(&mut self, raw: &RawAttribute, hash: u64) -> Arc<AttrMeta> {
+        let same = |m: &Arc<AttrMeta>| {
+            *m.event == *raw.event
+                && m.category.as_deref() == raw.category.as_deref()
+                && *m.misp_type == *raw.misp_type
+                && m.tags.len() == raw.tags.len()
+                && m.tags.iter().zip(&raw.tags).all(|(a, b)| **a == **b)
+                && m.comment.as_deref() == raw.comment.as_deref()
+        };
+        if let Some(m) = self.metas.find(hash, same) {
+            return m.clone();
+        }
+        let m = Arc::new(AttrMeta {
             event: raw.event.clone(),
             category: raw.category.as_deref().map(Box::from),
             misp_type: (*raw.misp_type).into(),
             tags: raw.tags.iter().map(|t| Box::from(t.as_str())).collect(),
             comment: raw.comment.as_deref().map(Box::from),
-        };
-        match self.metas.get(&key) {
-            Some(m) => m.clone(),
-            None => {
-                let m = Arc::new(key.clone());
-                self.metas.insert(key, m.clone());
-                m
-            }
-        }
+        });
+        let hasher = &self.meta_hasher;
+        self.metas.insert_unique(hash, m.clone(), |m| {
+            meta_hash(
+                hasher,
+                &m.event,
+                m.category.as_deref(),
+                &m.misp_type,
+                m.tags.iter().map(|t| &**t),
+                m.comment.as_deref(),
+            )
+        });
+        m
     }
 
     /// Loads one source from its bytes; `name` is used in every location and error.
