@@ -32,7 +32,7 @@ pub struct Fields<'de> {
     pub(super) comment: Option<Cow<'de, str>>,
     pub(super) event_id: Option<Cow<'de, str>>,
     pub(super) event_uuid: Option<Cow<'de, str>>,
-    pub(super) event: Option<EventMeta>,
+    pub(super) event: Option<Arc<EventMeta>>,
 }
 
 impl Fields<'_> {
@@ -45,14 +45,15 @@ impl Fields<'_> {
             .ok_or_else(|| format!("{misp_type} attribute has no value"))?
             .into_owned();
         let event = enclosing.cloned().unwrap_or_else(|| {
+            // A header shared with other attributes is copied only if an `event_id` or `event_uuid` completes it.
             let mut event = self.event.unwrap_or_default();
-            if event.id.is_none() {
-                event.id = self.event_id.map(Cow::into_owned);
+            if event.id.is_none() && self.event_id.is_some() {
+                Arc::make_mut(&mut event).id = self.event_id.map(Cow::into_owned);
             }
-            if event.uuid.is_none() {
-                event.uuid = self.event_uuid.map(Cow::into_owned);
+            if event.uuid.is_none() && self.event_uuid.is_some() {
+                Arc::make_mut(&mut event).uuid = self.event_uuid.map(Cow::into_owned);
             }
-            Arc::new(event)
+            event
         });
         Ok(RawAttribute {
             to_ids: self.to_ids.unwrap_or(true),
@@ -550,7 +551,7 @@ impl<'de> Deserialize<'de> for Element<'de> {
                         Key::Comment => a.comment = map.next_value::<Lenient>()?.0,
                         Key::EventId => a.event_id = map.next_value::<Lenient>()?.0,
                         Key::EventUuid => a.event_uuid = map.next_value::<Lenient>()?.0,
-                        Key::Event => a.event = map.next_value::<Event>()?.0,
+                        Key::Event => a.event = map.next_value::<Event>()?.0.map(Arc::new),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }

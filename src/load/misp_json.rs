@@ -89,6 +89,14 @@ fn load_event_doc(loader: &mut Loader, name: &str, doc: EventDoc, bytes: &[u8], 
         }
     }
     commit_all(loader, pending);
+    forget_events();
+}
+
+/// Drops the event headers every thread kept while reading a document ([`super::json_flat`]): they are worth
+/// keeping only within one.
+fn forget_events() {
+    rayon::broadcast(|_| super::json_flat::forget_events());
+    super::json_flat::forget_events();
 }
 
 /// [`load`] from a reader, so a restSearch file of millions of attributes is never held whole; any other shape
@@ -328,6 +336,7 @@ impl<'l> Batches<'l> {
 
     /// The document parsed whole: a held list is examined and committed now.
     fn finish(mut self) {
+        forget_events();
         commit_all(self.loader, std::mem::take(&mut self.pending));
         if let Some(held) = self.held.take() {
             use rayon::prelude::*;
@@ -342,6 +351,7 @@ impl<'l> Batches<'l> {
 
     /// The document is malformed: the loader goes back to what it held before (held attributes are dropped).
     fn undo(self) {
+        forget_events();
         if let Some((stats, accepted)) = self.undo {
             let l = self.loader;
             l.set = l.set.emptied();
@@ -442,14 +452,17 @@ fn commit_beside(
 }
 
 /// Commits examined attributes in list order, a malformed attribute's message as a warning.
-fn commit_all(loader: &mut Loader, examined: Vec<Examinee>) {
-    for (a, ex) in examined {
-        match (a, ex) {
+fn commit_all(loader: &mut Loader, mut examined: Vec<Examinee>) {
+    for (a, ex) in &mut examined {
+        match (a, ex.take()) {
             (Ok(raw), Some(ex)) => loader.commit(raw, ex),
-            (Err(msg), _) => loader.stats.warnings.push(msg),
+            (Err(msg), _) => loader.stats.warnings.push(std::mem::take(msg)),
             (Ok(_), None) => unreachable!("every attribute is examined"),
         }
     }
+    // What is left of the batch (each attribute's strings, allocated where it was parsed) is freed on another core:
+    // the thread that commits is the one every batch waits for.
+    rayon::spawn(move || drop(examined));
 }
 
 /// restSearch's own answer, `{"response": {"Attribute": [...]}}`, read one attribute at a time, each straight

@@ -345,7 +345,7 @@ impl Loader {
     /// Applies policy, normalisation and validation to one attribute and records the outcome.
     pub fn add_attribute(&mut self, raw: RawAttribute) {
         let examined = self.examine(&raw);
-        self.commit(raw, examined);
+        self.commit(&mut { raw }, examined);
     }
 
     /// The pure half of [`Self::add_attribute`] (see [`Examiner`]).
@@ -368,12 +368,13 @@ impl Loader {
     /// report are exactly those of adding them one by one.
     pub fn add_examined(&mut self, items: impl IntoIterator<Item = (RawAttribute, Examined)>) {
         for (raw, ex) in items {
-            self.commit(raw, ex);
+            self.commit(&mut { raw }, ex);
         }
     }
 
     /// The sequential half of [`Self::add_attribute`]: counts, provenance and the set.
-    fn commit(&mut self, raw: RawAttribute, examined: Examined) {
+    /// `raw` is taken only when it is kept (see [`Self::keep_accepted`]); the caller frees the rest.
+    fn commit(&mut self, raw: &mut RawAttribute, examined: Examined) {
         let (mtype, parts, meta_hash) = match examined {
             Examined::Skipped(Skip::Deleted) => {
                 self.stats.skipped_deleted += 1;
@@ -393,7 +394,7 @@ impl Loader {
                 parts,
             } => (mtype, parts, meta_hash),
         };
-        let provenance = self.provenance(&raw, meta_hash);
+        let provenance = self.provenance(raw, meta_hash);
         let mut any = false;
         for part in parts {
             match part {
@@ -440,7 +441,7 @@ impl Loader {
         }
         if any {
             if let Some(acc) = &mut self.accepted {
-                acc.push(raw);
+                acc.push(std::mem::take(raw));
             }
         }
     }
