@@ -74,9 +74,9 @@ fn load_event_doc(loader: &mut Loader, name: &str, doc: EventDoc, bytes: &[u8], 
             };
             for (c, chunk) in list.chunks(BATCH).enumerate() {
                 let parse = |(j, raw): (usize, &&RawValue)| {
-                    let location = locate(c * BATCH + j);
-                    let a = read_element(raw.get(), location.clone(), Some(&meta))
-                        .unwrap_or_else(|e| Err(format!("{location}: {e}")));
+                    let location = || locate(c * BATCH + j);
+                    let a = read_element(raw.get(), location, Some(&meta))
+                        .unwrap_or_else(|e| Err(format!("{}: {e}", location())));
                     examined(&examiner, a)
                 };
                 pending = commit_beside(loader, std::mem::take(&mut pending), || {
@@ -402,35 +402,36 @@ impl Sink<'_, '_> {
 /// One element of the list, parsed from its raw text into the fields a load reads. Text that is not well-formed
 /// JSON sets `broken` (serde's own split never hands such text over; [`split`] does, and then gives way to it).
 fn parse_element(name: &Arc<str>, i: usize, raw: &str, broken: &AtomicBool) -> Streamed {
-    let location = Location::At(name.clone(), "#/response/Attribute/", i);
-    read_element(raw, location.clone(), None).unwrap_or_else(|e| {
+    let location = || Location::At(name.clone(), "#/response/Attribute/", i);
+    read_element(raw, location, None).unwrap_or_else(|e| {
         if matches!(
             e.classify(),
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof
         ) {
             broken.store(true, Ordering::Relaxed);
         }
-        Err(format!("{location}: {e}"))
+        Err(format!("{}: {e}", location()))
     })
 }
 
 /// One list element's text read into an attribute (inside the `enclosing` event, if any), or the warning that says
-/// why it is none; text that is not JSON is returned as serde's error, for the caller to judge.
+/// why it is none; text that is not JSON is returned as serde's error, for the caller to judge. `location` is made
+/// once for the attribute, and again only for a message (a file's name is shared by every thread's attributes).
 fn read_element(
     raw: &str,
-    location: Location,
+    location: impl Fn() -> Location,
     enclosing: Option<&Arc<EventMeta>>,
 ) -> Result<Streamed, serde_json::Error> {
-    let element = match super::json_flat::attribute(raw) {
-        Some(fields) => Element::Attribute(Box::new(fields)),
-        None => serde_json::from_str::<Element>(raw)?,
+    let fields = match super::json_flat::attribute(raw) {
+        Some(fields) => fields,
+        None => match serde_json::from_str::<Element>(raw)? {
+            Element::Attribute(f) => *f,
+            Element::NotAnObject => return Ok(Err(format!("{}: attribute is not a JSON object", location()))),
+        },
     };
-    Ok(match element {
-        Element::Attribute(f) => f
-            .into_raw(location.clone(), enclosing)
-            .map_err(|msg| format!("{location}: {msg}")),
-        Element::NotAnObject => Err(format!("{location}: attribute is not a JSON object")),
-    })
+    Ok(fields
+        .into_raw(location(), enclosing)
+        .map_err(|msg| format!("{}: {msg}", location())))
 }
 
 /// A read element with its examination (policy, normalisation, vetting), which runs on the parsing core.
