@@ -137,6 +137,12 @@ fn split_list(
     let mut batches = Batches::new(loader, name);
     let (mut cur, mut next) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
     let mut cut = next_batch(bytes, split::skip_ws(bytes, from), to, &mut cur);
+    if let (Some(first), Some(last)) = (cur.first(), cur.last()) {
+        // Room in the set for as many attributes as the first batch says the list holds: it is then sized once,
+        // not doubled (each doubling hashes every value again, a cache miss apiece, on the thread that commits).
+        let span = last.as_ptr() as usize + last.len() - first.as_ptr() as usize;
+        batches.loader.reserve((to - from) / span.div_ceil(cur.len()).max(1));
+    }
     let whole = loop {
         let at = match cut {
             Cut::More(at) => Some(at),
