@@ -8,7 +8,7 @@ mod normalize;
 mod refang;
 
 pub use normalize::{classify_plain, known_type, normalize_attribute, AttributeOutcome, RejectReason, Rejected};
-pub(crate) use normalize::{is_email_local_byte, is_fuzzy_byte, is_host_byte, TLSH_HEX};
+pub(crate) use normalize::{is_email_local_byte, is_fuzzy_byte, is_host_byte, lower_name, TLSH_HEX};
 pub use refang::refang;
 
 use ipnet::IpNet;
@@ -225,10 +225,10 @@ pub struct AttrMeta {
 }
 
 impl AttrMeta {
-    /// Whether `raw` has exactly this meta (its event the same allocation), compared field by field without building
-    /// a key.
+    /// Whether `raw` has exactly this meta, compared field by field without building a key (the event by pointer
+    /// first, as `Arc` compares).
     pub(crate) fn same_as(&self, raw: &crate::load::RawAttribute) -> bool {
-        Arc::ptr_eq(&self.event, &raw.event)
+        self.event == raw.event
             && self.category.as_deref() == raw.category.as_deref()
             && *self.misp_type == *raw.misp_type
             && self.tags.len() == raw.tags.len()

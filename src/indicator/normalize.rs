@@ -73,15 +73,7 @@ pub enum AttributeOutcome {
 /// (`regkey`, `text`, `filename`, ...) are `Unsupported`.
 pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> AttributeOutcome {
     let value = refang(raw);
-    // Loaders hand the type over lower-cased and trimmed already: borrowed then, not copied per attribute.
-    let t: Cow<str> = if misp_type
-        .bytes()
-        .any(|c| c.is_ascii_uppercase() || c.is_ascii_whitespace())
-    {
-        Cow::Owned(misp_type.trim().to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(misp_type)
-    };
+    let t = lower_name(misp_type);
     let one = |r: Result<Value, Rejected>| AttributeOutcome::Parts(vec![r]);
     match &*t {
         "domain" => one(domain(&value).map(|d| Value::Domain(d.into()))),
@@ -104,6 +96,16 @@ pub fn normalize_attribute(misp_type: &str, raw: &str, policy: &Policy) -> Attri
             Some(h) if digest_spec(h).is_some() => one(split(&value).and_then(|(_, v)| hash(h, v))),
             _ => AttributeOutcome::Unsupported,
         },
+    }
+}
+
+/// A MISP type trimmed and lower-cased, borrowed when it is both already (as loaders hand types over): no copy per
+/// attribute.
+pub(crate) fn lower_name(t: &str) -> Cow<'_, str> {
+    if t.bytes().any(|c| c.is_ascii_uppercase() || c.is_ascii_whitespace()) {
+        Cow::Owned(t.trim().to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(t)
     }
 }
 

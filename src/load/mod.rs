@@ -210,8 +210,8 @@ pub struct Part {
 #[allow(clippy::ptr_arg)] // The `Cow` itself is the input: only a borrowed name can be handed on without a copy.
 fn lower_type(t: &Cow<'static, str>) -> Cow<'static, str> {
     match t {
-        Cow::Borrowed(b) if !b.bytes().any(|c| c.is_ascii_uppercase() || c.is_ascii_whitespace()) => Cow::Borrowed(b),
-        t => Cow::Owned(t.trim().to_ascii_lowercase()),
+        Cow::Borrowed(b) => crate::indicator::lower_name(b),
+        Cow::Owned(o) => Cow::Owned(crate::indicator::lower_name(o).into_owned()),
     }
 }
 
@@ -474,15 +474,7 @@ impl Loader {
     /// The shared meta of an attribute's event, category, type, tags and comment (`hash` is their [`meta_hash`]),
     /// looked up field by field: a meta is built only the first time it is seen.
     fn intern_meta(&mut self, raw: &RawAttribute, hash: u64) -> Arc<AttrMeta> {
-        let same = |m: &Arc<AttrMeta>| {
-            *m.event == *raw.event
-                && m.category.as_deref() == raw.category.as_deref()
-                && *m.misp_type == *raw.misp_type
-                && m.tags.len() == raw.tags.len()
-                && m.tags.iter().zip(&raw.tags).all(|(a, b)| **a == **b)
-                && m.comment.as_deref() == raw.comment.as_deref()
-        };
-        if let Some(m) = self.metas.find(hash, same) {
+        if let Some(m) = self.metas.find(hash, |m| m.same_as(raw)) {
             return m.clone();
         }
         let m = Arc::new(AttrMeta {
