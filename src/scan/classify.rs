@@ -52,6 +52,8 @@ pub struct Masks {
     colon: Vec<u64>,
     /// Hex digits, colons and dots: the bytes of an IPv6 address in any textual form.
     v6: Vec<u64>,
+    /// Letters, `-` and `_`: the host bytes that are neither digits nor dots, so a token without one is a number.
+    name: Vec<u64>,
     /// The line's length in bytes; bits at and past it are zero.
     len: usize,
     words: usize,
@@ -78,7 +80,8 @@ class_bits!(
     alnum: "ASCII letters and digits.",
     hex: "Hex digits.",
     colon: "Colons.",
-    v6: "Hex digits, colons and dots."
+    v6: "Hex digits, colons and dots.",
+    name: "Letters, `-` and `_`."
 );
 
 const HOST: u8 = 1;
@@ -86,6 +89,7 @@ const DOT: u8 = 2;
 const ALNUM: u8 = 4;
 const HEX: u8 = 8;
 const COLON: u8 = 16;
+const NAME: u8 = 32;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -96,6 +100,9 @@ static CLASS: [u8; 256] = {
         if b.is_ascii_alphanumeric() {
             c |= ALNUM | HOST;
         }
+        if b.is_ascii_alphabetic() {
+            c |= NAME;
+        }
         if b.is_ascii_hexdigit() {
             c |= HEX;
         }
@@ -103,7 +110,7 @@ static CLASS: [u8; 256] = {
             c |= DOT | HOST;
         }
         if b == b'-' || b == b'_' {
-            c |= HOST;
+            c |= HOST | NAME;
         }
         if b == b':' {
             c |= COLON;
@@ -116,7 +123,7 @@ static CLASS: [u8; 256] = {
 
 impl Masks {
     /// Every mask, for what is done to all of them alike.
-    fn all_mut(&mut self) -> [&mut Vec<u64>; 6] {
+    fn all_mut(&mut self) -> [&mut Vec<u64>; 7] {
         [
             &mut self.host,
             &mut self.dot,
@@ -124,6 +131,7 @@ impl Masks {
             &mut self.hex,
             &mut self.colon,
             &mut self.v6,
+            &mut self.name,
         ]
     }
 
@@ -229,7 +237,7 @@ impl Masks {
     /// Stores word `w` of every mask, cleared past the line's end when the line ends in it (`nl`, its line feeds).
     /// Returns the line's length if it ends in this word.
     #[inline(always)]
-    fn put_word(&mut self, w: usize, m: [u64; 6], nl: u64) -> Option<usize> {
+    fn put_word(&mut self, w: usize, m: [u64; 7], nl: u64) -> Option<usize> {
         let keep = if nl != 0 { (1u64 << nl.trailing_zeros()) - 1 } else { !0 };
         self.host[w] = m[0] & keep;
         self.dot[w] = m[1] & keep;
@@ -237,6 +245,7 @@ impl Masks {
         self.hex[w] = m[3] & keep;
         self.colon[w] = m[4] & keep;
         self.v6[w] = m[5] & keep;
+        self.name[w] = m[6] & keep;
         (nl != 0).then(|| w * 64 + nl.trailing_zeros() as usize)
     }
 
@@ -252,7 +261,7 @@ impl Masks {
     fn scalar_words(&mut self, line: &[u8], from: usize, to: usize) {
         for w in from..to {
             let block = &line[w * 64..line.len().min(w * 64 + 64)];
-            let (mut h, mut d, mut a, mut x, mut c) = (0u64, 0u64, 0u64, 0u64, 0u64);
+            let (mut h, mut d, mut a, mut x, mut c, mut nm) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
             for (i, &b) in block.iter().enumerate() {
                 let k = CLASS[b as usize] as u64;
                 h |= (k & 1) << i;
@@ -260,6 +269,7 @@ impl Masks {
                 a |= ((k >> 2) & 1) << i;
                 x |= ((k >> 3) & 1) << i;
                 c |= ((k >> 4) & 1) << i;
+                nm |= ((k >> 5) & 1) << i;
             }
             self.host[w] = h;
             self.dot[w] = d;
@@ -267,6 +277,7 @@ impl Masks {
             self.hex[w] = x;
             self.colon[w] = c;
             self.v6[w] = x | c | d;
+            self.name[w] = nm;
         }
     }
 
@@ -304,7 +315,7 @@ impl Masks {
     /// The word loop of [`Self::classify_line`], with `word` classifying the first 64 bytes of what it is given
     /// (or all of it, when fewer); inlined into each path, so `word` is too.
     #[inline(always)]
-    fn line_words(&mut self, buf: &[u8], word: impl Fn(&[u8]) -> ([u64; 6], u64)) -> usize {
+    fn line_words(&mut self, buf: &[u8], word: impl Fn(&[u8]) -> ([u64; 7], u64)) -> usize {
         let mut w = 0;
         loop {
             self.reserve_word(w);
@@ -321,11 +332,11 @@ impl Masks {
     }
 }
 
-/// One 64-byte word's masks (host, dot, alnum, hex, colon, v6) and its line feeds, from two 32-byte halves.
+/// One 64-byte word's masks (host, dot, alnum, hex, colon, v6, name) and its line feeds, from two 32-byte halves.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn avx2_word(p: *const u8) -> ([u64; 6], u64) {
+unsafe fn avx2_word(p: *const u8) -> ([u64; 7], u64) {
     use std::arch::x86_64::*;
     /// Bits of 32 lanes where some bit of `set` is on in the lane's class byte.
     #[inline(always)]
@@ -334,7 +345,7 @@ unsafe fn avx2_word(p: *const u8) -> ([u64; 6], u64) {
         !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(t, _mm256_setzero_si256())) as u32)
     }
     #[inline(always)]
-    unsafe fn half(p: *const u8) -> [u32; 6] {
+    unsafe fn half(p: *const u8) -> [u32; 7] {
         let lo_tbl = _mm256_loadu_si256(NIBBLE_LO_X2.as_ptr() as *const __m256i);
         let hi_tbl = _mm256_loadu_si256(NIBBLE_HI_X2.as_ptr() as *const __m256i);
         let nib = _mm256_set1_epi8(0x0f);
@@ -351,11 +362,12 @@ unsafe fn avx2_word(p: *const u8) -> ([u64; 6], u64) {
             // The colon is bit 6: shifted into the sign bit (a 16-bit shift moves no byte's bit 6 across).
             _mm256_movemask_epi8(_mm256_slli_epi16::<1>(cls)) as u32,
             _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\n' as i8))) as u32,
+            any(cls, C_NAME),
         ]
     }
     let (lo, hi) = (half(p), half(p.add(32)));
     let j = |k: usize| lo[k] as u64 | (hi[k] as u64) << 32;
-    ([j(0), j(1), j(2), j(3), j(4), j(1) | j(3) | j(4)], j(5))
+    ([j(0), j(1), j(2), j(3), j(4), j(1) | j(3) | j(4), j(6)], j(5))
 }
 
 impl Masks {
@@ -379,12 +391,12 @@ impl Masks {
     }
 }
 
-/// The masks (host, dot, alnum, hex, colon, v6) and line feeds of the first 64 bytes of `bytes`, or of all of them
+/// The masks (host, dot, alnum, hex, colon, v6, name) and line feeds of the first 64 bytes of `bytes`, or of all of them
 /// when fewer: a masked load, which reads no byte past `bytes`, so no bit past them is set.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-unsafe fn avx512_word(bytes: &[u8]) -> ([u64; 6], u64) {
+unsafe fn avx512_word(bytes: &[u8]) -> ([u64; 7], u64) {
     use std::arch::x86_64::*;
     let lo_tbl = _mm512_broadcast_i32x4(_mm_loadu_si128(NIBBLE_LO.as_ptr() as *const __m128i));
     let hi_tbl = _mm512_broadcast_i32x4(_mm_loadu_si128(NIBBLE_HI.as_ptr() as *const __m128i));
@@ -409,6 +421,7 @@ unsafe fn avx512_word(bytes: &[u8]) -> ([u64; 6], u64) {
             _mm512_test_epi8_mask(cls, set(C_HEX)),
             _mm512_test_epi8_mask(cls, set(C_COLON)),
             _mm512_test_epi8_mask(cls, set(C_HEX | C_COLON | C_DOT)),
+            _mm512_test_epi8_mask(cls, set(C_NAME)),
         ],
         _mm512_mask_cmpeq_epi8_mask(keep, v, set(b'\n')),
     )
@@ -426,6 +439,7 @@ const C_DOT: u8 = 0x80; // 0x2E
 const C_ALNUM: u8 = C_DIGIT | C_LETTER_1 | C_LETTER_2;
 const C_HOST: u8 = C_ALNUM | C_DASH | C_UNDER | C_DOT;
 const C_HEX: u8 = C_DIGIT | C_HEX_LETTER;
+const C_NAME: u8 = C_LETTER_1 | C_LETTER_2 | C_DASH | C_UNDER;
 
 /// Class bits allowed by a byte's low nibble.
 const NIBBLE_LO: [u8; 16] = {
@@ -641,6 +655,17 @@ impl<'a> Bits<'a> {
         (w >> (from % 64)) & m == m
     }
 
+    /// Bits `start..start + 64` as one word, bit 0 being bit `start` (bits past the line are clear): a token of up
+    /// to 64 bytes is then tested with a handful of word operations, where the range queries above loop over words.
+    #[inline(always)]
+    pub fn window(&self, start: usize) -> u64 {
+        let (w, b) = (start / 64, start % 64);
+        let lo = self.words.get(w).copied().unwrap_or(0) >> b;
+        let hi = self.words.get(w + 1).copied().unwrap_or(0);
+        // `hi << (64 - b)` in two shifts, so `b == 0` shifts `hi` out instead of overflowing.
+        lo | (hi << 1) << (63 - b)
+    }
+
     /// Whether any bit is set.
     #[inline(always)]
     pub fn any(&self) -> bool {
@@ -652,7 +677,7 @@ impl<'a> Bits<'a> {
 mod tests {
     use super::*;
 
-    fn reference(line: &[u8]) -> [Vec<bool>; 6] {
+    fn reference(line: &[u8]) -> [Vec<bool>; 7] {
         let f = |p: fn(u8) -> bool| line.iter().map(|b| p(*b)).collect::<Vec<_>>();
         [
             f(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')),
@@ -661,7 +686,13 @@ mod tests {
             f(|b| b.is_ascii_hexdigit()),
             f(|b| b == b':'),
             f(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+            f(|b| b.is_ascii_alphabetic() || matches!(b, b'-' | b'_')),
         ]
+    }
+
+    /// Every class's words over the line classified.
+    fn words(m: &Masks) -> [&[u64]; 7] {
+        [m.host(), m.dot(), m.alnum(), m.hex(), m.colon(), m.v6(), m.name()].map(|b| b.words)
     }
 
     fn check(line: &[u8]) {
@@ -669,7 +700,7 @@ mod tests {
         for p in Path::available() {
             let mut m = Masks::default();
             m.classify(line, p);
-            for (k, v) in [&m.host, &m.dot, &m.alnum, &m.hex, &m.colon, &m.v6]
+            for (k, v) in [&m.host, &m.dot, &m.alnum, &m.hex, &m.colon, &m.v6, &m.name]
                 .into_iter()
                 .enumerate()
             {
@@ -704,25 +735,7 @@ mod tests {
                 let (mut alone, mut within) = (Masks::default(), Masks::default());
                 alone.classify(&buf[..len], path);
                 within.classify_within(&buf, len, path);
-                assert_eq!(
-                    [
-                        &alone.host,
-                        &alone.dot,
-                        &alone.alnum,
-                        &alone.hex,
-                        &alone.colon,
-                        &alone.v6
-                    ],
-                    [
-                        &within.host,
-                        &within.dot,
-                        &within.alnum,
-                        &within.hex,
-                        &within.colon,
-                        &within.v6
-                    ],
-                    "{path:?} {len}"
-                );
+                assert_eq!(words(&alone), words(&within), "{path:?} {len}");
             }
         }
     }
@@ -745,16 +758,7 @@ mod tests {
                     for m in [&mut Masks::default(), &mut reused] {
                         assert_eq!(m.classify_line(&buf, path), end, "{path:?} {end} {tail}");
                         assert_eq!((m.len, m.words), (alone.len, alone.words), "{path:?} {end} {tail}");
-                        for (a, b) in [
-                            (m.host(), alone.host()),
-                            (m.dot(), alone.dot()),
-                            (m.alnum(), alone.alnum()),
-                            (m.hex(), alone.hex()),
-                            (m.colon(), alone.colon()),
-                            (m.v6(), alone.v6()),
-                        ] {
-                            assert_eq!(a.words, b.words, "{path:?} {end} {tail}");
-                        }
+                        assert_eq!(words(m), words(&alone), "{path:?} {end} {tail}");
                     }
                 }
             }
@@ -772,9 +776,7 @@ mod tests {
                 cut.truncate(len);
                 alone.classify(&line[..len], path);
                 assert_eq!((cut.len, cut.words), (alone.len, alone.words));
-                assert_eq!(cut.host().words, alone.host().words, "{path:?} {len}");
-                assert_eq!(cut.v6().words, alone.v6().words, "{path:?} {len}");
-                assert_eq!(cut.colon().words, alone.colon().words, "{path:?} {len}");
+                assert_eq!(words(&cut), words(&alone), "{path:?} {len}");
             }
         }
     }
@@ -792,9 +794,11 @@ mod tests {
             (reused.host(), fresh.host()),
             (reused.dot(), fresh.dot()),
             (reused.colon(), fresh.colon()),
+            (reused.name(), fresh.name()),
         ] {
             assert_eq!(a.words, b.words);
             assert_eq!(a.next_one(1), b.next_one(1));
+            assert_eq!(a.window(0), b.window(0));
         }
         assert_eq!(reused.dot().next_one(2), None);
     }
@@ -815,6 +819,10 @@ mod tests {
                 let want = (from..to).rev().find(|&i| line[i] == b':');
                 assert_eq!(colons.prev_one(from, to), want, "prev_one {from}..{to}");
             }
+            let want = (0..64)
+                .filter(|i| line.get(from + i) == Some(&b':'))
+                .fold(0u64, |w, i| w | 1 << i);
+            assert_eq!(colons.window(from), want, "window {from}");
             for n in [1u32, 4, 16] {
                 if from % 64 + n as usize <= 64 {
                     let want = from + n as usize <= line.len()

@@ -542,7 +542,7 @@ impl Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync>() {}
@@ -552,7 +552,8 @@ mod tests {
         assert_send_sync::<Snapshot>();
     }
 
-    fn compiled(values: &[(&str, &str)]) -> Snapshot {
+    /// A snapshot of `(type, value)` attributes, as MISP JSON would give them: for tests across the crate.
+    pub(crate) fn compiled(values: &[(&str, &str)]) -> Snapshot {
         let attrs: Vec<String> = values
             .iter()
             .map(|(t, v)| serde_json::json!({"type": t, "value": v, "to_ids": true}).to_string())
