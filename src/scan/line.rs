@@ -147,55 +147,31 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
     let want_v4 = ips.has_v4();
     let want_hosts = !snap.c.t.hosts.is_empty();
     let skip_digit_tld = snap.c.no_digit_tld();
-    let name = m.name();
-    let mut pos = 0;
-    while let Some(dot) = dots.next_one(pos) {
-        let mut start = host.run_start(dot);
-        if json {
-            start = past_escape(line, start);
-        }
-        let mut end = host.next_zero(dot);
-        pos = end;
-        if end - start <= 64 {
-            // Most tokens: their dots and name bytes as one word each.
-            let Some(t) = Token::of(start, end, dots, name) else {
-                continue;
-            };
-            if want_v4 && t.dots.count_ones() >= 3 {
-                if t.is_number() && t.dots.count_ones() == 3 {
-                    bare_quad(snap, line, &t, hits);
-                } else {
-                    ipv4_in_token(snap, line, start, t.end, hits);
+    let rules = TokenRules {
+        want_v4,
+        want_hosts,
+        skip_digit_tld,
+        json,
+    };
+    if want_v4 || want_hosts {
+        let mut ends = [0u64; CANDIDATE_WORDS];
+        if candidate_ends(m, !skip_digit_tld, &mut ends) {
+            // Only the tokens a rule can match, each taken from its last byte.
+            for (w, &x) in ends[..m.host().words.len()].iter().enumerate() {
+                let mut x = x;
+                while x != 0 {
+                    let end = w * 64 + x.trailing_zeros() as usize + 1;
+                    x &= x - 1;
+                    host_token(snap, line, m, host.run_start(end), end, rules, hits);
                 }
             }
-            if want_hosts && !(skip_digit_tld && t.ends_in_digit_label()) {
-                let mut left = t.dots;
-                let prev_dot = || {
-                    let i = 63u32.checked_sub(left.leading_zeros())?;
-                    left &= !(1 << i);
-                    Some(start + i as usize)
-                };
-                host_suffixes(snap, line, prev_dot, start, t.end, json, hits);
+        } else {
+            let mut pos = 0;
+            while let Some(dot) = dots.next_one(pos) {
+                let end = host.next_zero(dot);
+                pos = end;
+                host_token(snap, line, m, host.run_start(dot), end, rules, hits);
             }
-            continue;
-        }
-        while end > start && line[end - 1] == b'.' {
-            end -= 1;
-        }
-        if end == start {
-            continue;
-        }
-        if want_v4 && dots.count(start, end) >= 3 {
-            ipv4_in_token(snap, line, start, end, hits);
-        }
-        if want_hosts && !(skip_digit_tld && ends_in_digit_label(&line[start..end])) {
-            let mut to = end;
-            let prev_dot = || {
-                let d = dots.prev_one(start, to)?;
-                to = d;
-                Some(d)
-            };
-            host_suffixes(snap, line, prev_dot, start, end, json, hits);
         }
     }
     if !snap.c.t.hashes.is_empty() && n >= 32 {
@@ -215,6 +191,120 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
             fuzzy_hashes(snap, line, hits);
         }
     }
+}
+
+/// What the host-token rules need to know of the layout and the line.
+#[derive(Clone, Copy)]
+struct TokenRules {
+    want_v4: bool,
+    want_hosts: bool,
+    skip_digit_tld: bool,
+    json: bool,
+}
+
+/// The host and IPv4 rules on the host token `line[start..end]` (a whole run of host bytes).
+#[inline(always)]
+fn host_token(snap: Probe, line: &[u8], m: &Masks, start: usize, end: usize, r: TokenRules, hits: &mut Vec<Hit>) {
+    let dots = m.dot();
+    let start = if r.json { past_escape(line, start) } else { start };
+    if end - start <= 64 {
+        // Most tokens: their dots and name bytes as one word each.
+        let Some(t) = Token::of(start, end, dots, m.name()) else {
+            return;
+        };
+        if r.want_v4 && t.dots.count_ones() >= 3 {
+            if t.is_number() && t.dots.count_ones() == 3 {
+                bare_quad(snap, line, &t, hits);
+            } else {
+                ipv4_in_token(snap, line, start, t.end, hits);
+            }
+        }
+        if r.want_hosts && !(r.skip_digit_tld && t.ends_in_digit_label()) {
+            let mut left = t.dots;
+            let prev_dot = || {
+                let i = 63u32.checked_sub(left.leading_zeros())?;
+                left &= !(1 << i);
+                Some(start + i as usize)
+            };
+            host_suffixes(snap, line, prev_dot, start, t.end, r.json, hits);
+        }
+        return;
+    }
+    let mut end = end;
+    while end > start && line[end - 1] == b'.' {
+        end -= 1;
+    }
+    if end == start {
+        return;
+    }
+    if r.want_v4 && dots.count(start, end) >= 3 {
+        ipv4_in_token(snap, line, start, end, hits);
+    }
+    if r.want_hosts && !(r.skip_digit_tld && ends_in_digit_label(&line[start..end])) {
+        let mut to = end;
+        let prev_dot = || {
+            let d = dots.prev_one(start, to)?;
+            to = d;
+            Some(d)
+        };
+        host_suffixes(snap, line, prev_dot, start, end, r.json, hits);
+    }
+}
+
+/// Lines of up to this many mask words (2 KiB) have their candidate tokens found up front; longer ones are walked
+/// from dot to dot.
+const CANDIDATE_WORDS: usize = 32;
+
+/// The last bytes of the host tokens a host or IPv4 rule can match, as mask words, found for the whole line with
+/// word operations before any token is looked at: tokens with a dot and a name byte (letter, `-`, `_`), and tokens
+/// with three dots spaced as a dotted quad's are (2-4 bytes apart). About half of a log's dotted tokens are neither
+/// (`0.000383`, `1588317835.607001`, `5.0`, `537.36`): they can hold no address and end in a digit label, which no
+/// host key does unless `numbers_too`, so they cost no branch of their own. With `numbers_too`, every token with a
+/// dot. Returns false (and finds nothing) for lines longer than [`CANDIDATE_WORDS`].
+///
+/// A run's seeds are marked from the first one to the run's end by one addition: `(run & !seeds) + run_starts`
+/// carries from each run's start through its bytes up to its first seed, and past the run's end when it has none.
+#[inline]
+fn candidate_ends(m: &Masks, numbers_too: bool, out: &mut [u64; CANDIDATE_WORDS]) -> bool {
+    let (host, dots, name) = (m.host().words, m.dot().words, m.name().words);
+    let n = host.len();
+    if n > CANDIDATE_WORDS {
+        return false;
+    }
+    let at = |v: &[u64], w: usize| v.get(w).copied().unwrap_or(0);
+    // Bit i: one of bits i + 2..=i + 4 is set (`next` is the word after `x`).
+    let ahead = |x: u64, next: u64| (x >> 2 | next << 62) | (x >> 3 | next << 61) | (x >> 4 | next << 60);
+    let spaced = |w: usize| {
+        let (d, next) = (at(dots, w), at(dots, w + 1));
+        d & ahead(d, next)
+    };
+    let (mut c_dot, mut c_name, mut c_quad) = (false, false, false);
+    let mut spaced_here = spaced(0);
+    for w in 0..n {
+        let (h, d) = (host[w], dots[w]);
+        let before = if w > 0 { host[w - 1] >> 63 } else { 0 };
+        let starts = h & !(h << 1 | before);
+        let last = h & !(h >> 1 | at(host, w + 1) << 63);
+        // Each seeded run, from its first seed to its end; `carry` goes on into the next word.
+        let fill = |seeds: u64, carry: &mut bool| {
+            let (z, c1) = (h & !seeds).overflowing_add(starts);
+            let (z, c2) = z.overflowing_add(*carry as u64);
+            *carry = c1 | c2;
+            (z | seeds) & h
+        };
+        let with_dot = fill(d, &mut c_dot);
+        out[w] = if numbers_too {
+            last & with_dot
+        } else {
+            let spaced_next = spaced(w + 1);
+            // A dot followed by dots 2-4 and then 2-4 bytes on: the first dot of every dotted quad is one.
+            let quad = d & ahead(spaced_here, spaced_next);
+            spaced_here = spaced_next;
+            let named = fill(name[w], &mut c_name);
+            last & ((named & with_dot) | fill(quad, &mut c_quad))
+        };
+    }
+    true
 }
 
 /// A host token of at most 64 bytes, `line[start..end]` once its trailing dots are cut, with its dots and name
@@ -832,6 +922,54 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             x
+        }
+    }
+
+    #[test]
+    fn candidate_ends_are_the_tokens_a_byte_walk_picks() {
+        let mut next = words(0x51_7cc1_b727_220a);
+        let alphabet = b"a.1.2-_ :9.x";
+        let mut masks = Masks::default();
+        for round in 0..3000 {
+            let len = (next() % 700) as usize + if round % 10 == 0 { 1400 } else { 0 };
+            let line: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            masks.classify(&line, Path::detect());
+            let dot = |i: usize| line.get(i) == Some(&b'.');
+            let spaced = |i: usize| dot(i) && (i + 2..=i + 4).any(dot);
+            let quad_seed = |i: usize| dot(i) && (i + 2..=i + 4).any(spaced);
+            for numbers_too in [false, true] {
+                let mut got = [0u64; CANDIDATE_WORDS];
+                let fits = candidate_ends(&masks, numbers_too, &mut got);
+                assert_eq!(fits, len.div_ceil(64) <= CANDIDATE_WORDS);
+                if !fits {
+                    continue;
+                }
+                let mut want = [0u64; CANDIDATE_WORDS];
+                let mut i = 0;
+                while i < len {
+                    let host = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+                    if !host(line[i]) {
+                        i += 1;
+                        continue;
+                    }
+                    let s = i;
+                    while i < len && host(line[i]) {
+                        i += 1;
+                    }
+                    let tok = s..i;
+                    let has_dot = tok.clone().any(dot);
+                    let has_name = line[tok.clone()]
+                        .iter()
+                        .any(|b| b.is_ascii_alphabetic() || matches!(b, b'-' | b'_'));
+                    let quad = tok.clone().any(quad_seed);
+                    if (numbers_too && has_dot) || (!numbers_too && ((has_dot && has_name) || quad)) {
+                        want[(i - 1) / 64] |= 1 << ((i - 1) % 64);
+                    }
+                }
+                assert_eq!(got, want, "{numbers_too} {:?}", String::from_utf8_lossy(&line));
+            }
         }
     }
 
