@@ -368,17 +368,30 @@ fn bare_quad(snap: Probe, line: &[u8], t: &Token, hits: &mut Vec<Hit>) {
         (d & (d - 1)).trailing_zeros() as usize,
         63 - d.leading_zeros() as usize,
     );
-    let tok = &line[t.start..t.end];
+    let len = t.end - t.start;
+    // Four octets of at most three digits and three dots: at most 15 bytes.
+    if len > 15 {
+        return;
+    }
+    // The token's bytes in a fixed block, so the digits below are read with no bounds check; what follows the
+    // token in the block is only ever weighted zero.
+    let mut block = [0u8; 16];
+    let rest = &line[t.start..];
+    if rest.len() >= 16 {
+        block.copy_from_slice(&rest[..16]);
+    } else {
+        block[..rest.len()].copy_from_slice(rest);
+    }
+    let digit = |i: usize| block[i % 16].wrapping_sub(b'0') as u32;
     let mut ok = true;
     let mut octets = [0u8; 4];
-    for (k, (from, to)) in [(0, p1), (p1 + 1, p2), (p2 + 1, p3), (p3 + 1, tok.len())]
+    for (k, (from, to)) in [(0, p1), (p1 + 1, p2), (p2 + 1, p3), (p3 + 1, len)]
         .into_iter()
         .enumerate()
     {
         let n = to.wrapping_sub(from);
         // 1-3 digits, no leading zero, at most 255. Every byte here is a digit; the octet's value is read from its
         // last three places with the ones it lacks weighted zero, not by a branch on its length.
-        let digit = |i: usize| tok.get(i).map_or(0, |b| b.wrapping_sub(b'0') as u32);
         let at = |back: usize| digit(to.wrapping_sub(back)) * (n >= back) as u32;
         let v = at(1) + 10 * at(2) + 100 * at(3);
         ok &= (n.wrapping_sub(1) < 3) & (v <= 255) & !((n > 1) & (digit(from) == 0));
