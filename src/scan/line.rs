@@ -142,7 +142,6 @@ pub(crate) fn scan_classified(snap: &Snapshot, line: &[u8], scratch: &Scratch, h
 fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let host = m.host();
-    let dots = m.dot();
     let ips = &snap.c.t.ips;
     let want_v4 = ips.has_v4();
     let want_hosts = !snap.c.t.hosts.is_empty();
@@ -154,23 +153,13 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
         json,
     };
     if want_v4 || want_hosts {
-        let mut ends = [0u64; CANDIDATE_WORDS];
-        if candidate_ends(m, !skip_digit_tld, &mut ends) {
-            // Only the tokens a rule can match, each taken from its last byte.
-            for (w, &x) in ends[..m.host().words.len()].iter().enumerate() {
-                let mut x = x;
-                while x != 0 {
-                    let end = w * 64 + x.trailing_zeros() as usize + 1;
-                    x &= x - 1;
-                    host_token(snap, line, m, host.run_start(end), end, rules, hits);
-                }
-            }
-        } else {
-            let mut pos = 0;
-            while let Some(dot) = dots.next_one(pos) {
-                let end = host.next_zero(dot);
-                pos = end;
-                host_token(snap, line, m, host.run_start(dot), end, rules, hits);
+        // Only the tokens a rule can match, each taken from its last byte.
+        let mut ends = Candidates::new(m, !skip_digit_tld);
+        while let Some((w, mut x)) = ends.next_word() {
+            while x != 0 {
+                let end = w * 64 + x.trailing_zeros() as usize + 1;
+                x &= x - 1;
+                host_token(snap, line, m, host.run_start(end), end, rules, hits);
             }
         }
     }
@@ -251,40 +240,72 @@ fn host_token(snap: Probe, line: &[u8], m: &Masks, start: usize, end: usize, r: 
     }
 }
 
-/// Lines of up to this many mask words (2 KiB) have their candidate tokens found up front; longer ones are walked
-/// from dot to dot.
-const CANDIDATE_WORDS: usize = 32;
-
-/// The last bytes of the host tokens a host or IPv4 rule can match, as mask words, found for the whole line with
-/// word operations before any token is looked at: tokens with a dot and a name byte (letter, `-`, `_`), and tokens
-/// with three dots spaced as a dotted quad's are (2-4 bytes apart). About half of a log's dotted tokens are neither
+/// The last bytes of the host tokens a host or IPv4 rule can match, a mask word at a time, found with word
+/// operations before any token is looked at: tokens with a dot and a name byte (letter, `-`, `_`), and tokens with
+/// three dots spaced as a dotted quad's are (2-4 bytes apart). About half of a log's dotted tokens are neither
 /// (`0.000383`, `1588317835.607001`, `5.0`, `537.36`): they can hold no address and end in a digit label, which no
 /// host key does unless `numbers_too`, so they cost no branch of their own. With `numbers_too`, every token with a
-/// dot. Returns false (and finds nothing) for lines longer than [`CANDIDATE_WORDS`].
+/// dot.
 ///
 /// A run's seeds are marked from the first one to the run's end by one addition: `(run & !seeds) + run_starts`
 /// carries from each run's start through its bytes up to its first seed, and past the run's end when it has none.
-#[inline]
-fn candidate_ends(m: &Masks, numbers_too: bool, out: &mut [u64; CANDIDATE_WORDS]) -> bool {
-    let (host, dots, name) = (m.host().words, m.dot().words, m.name().words);
-    let n = host.len();
-    if n > CANDIDATE_WORDS {
-        return false;
+/// The carries go on from word to word, so a token may cross words.
+struct Candidates<'a> {
+    host: &'a [u64],
+    dots: &'a [u64],
+    name: &'a [u64],
+    numbers_too: bool,
+    w: usize,
+    carry_dot: bool,
+    carry_name: bool,
+    carry_quad: bool,
+    /// Dots followed by another 2-4 bytes on, in word `w`.
+    spaced: u64,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(m: &'a Masks, numbers_too: bool) -> Self {
+        let mut c = Candidates {
+            host: m.host().words,
+            dots: m.dot().words,
+            name: m.name().words,
+            numbers_too,
+            w: 0,
+            carry_dot: false,
+            carry_name: false,
+            carry_quad: false,
+            spaced: 0,
+        };
+        c.spaced = c.spaced_at(0);
+        c
     }
-    let at = |v: &[u64], w: usize| v.get(w).copied().unwrap_or(0);
-    // Bit i: one of bits i + 2..=i + 4 is set (`next` is the word after `x`).
-    let ahead = |x: u64, next: u64| (x >> 2 | next << 62) | (x >> 3 | next << 61) | (x >> 4 | next << 60);
-    let spaced = |w: usize| {
-        let (d, next) = (at(dots, w), at(dots, w + 1));
-        d & ahead(d, next)
-    };
-    let (mut c_dot, mut c_name, mut c_quad) = (false, false, false);
-    let mut spaced_here = spaced(0);
-    for w in 0..n {
-        let (h, d) = (host[w], dots[w]);
-        let before = if w > 0 { host[w - 1] >> 63 } else { 0 };
+
+    /// Bit i: one of bits i + 2..=i + 4 is set (`next` is the word after `x`).
+    #[inline(always)]
+    fn ahead(x: u64, next: u64) -> u64 {
+        (x >> 2 | next << 62) | (x >> 3 | next << 61) | (x >> 4 | next << 60)
+    }
+
+    #[inline(always)]
+    fn at(v: &[u64], w: usize) -> u64 {
+        v.get(w).copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn spaced_at(&self, w: usize) -> u64 {
+        let d = Self::at(self.dots, w);
+        d & Self::ahead(d, Self::at(self.dots, w + 1))
+    }
+
+    /// The next word's index and candidate ends, until the line's words run out.
+    #[inline(always)]
+    fn next_word(&mut self) -> Option<(usize, u64)> {
+        let w = self.w;
+        let (&h, &d) = (self.host.get(w)?, self.dots.get(w)?);
+        self.w += 1;
+        let before = if w > 0 { self.host[w - 1] >> 63 } else { 0 };
         let starts = h & !(h << 1 | before);
-        let last = h & !(h >> 1 | at(host, w + 1) << 63);
+        let last = h & !(h >> 1 | Self::at(self.host, w + 1) << 63);
         // Each seeded run, from its first seed to its end; `carry` goes on into the next word.
         let fill = |seeds: u64, carry: &mut bool| {
             let (z, c1) = (h & !seeds).overflowing_add(starts);
@@ -292,19 +313,17 @@ fn candidate_ends(m: &Masks, numbers_too: bool, out: &mut [u64; CANDIDATE_WORDS]
             *carry = c1 | c2;
             (z | seeds) & h
         };
-        let with_dot = fill(d, &mut c_dot);
-        out[w] = if numbers_too {
-            last & with_dot
-        } else {
-            let spaced_next = spaced(w + 1);
-            // A dot followed by dots 2-4 and then 2-4 bytes on: the first dot of every dotted quad is one.
-            let quad = d & ahead(spaced_here, spaced_next);
-            spaced_here = spaced_next;
-            let named = fill(name[w], &mut c_name);
-            last & ((named & with_dot) | fill(quad, &mut c_quad))
-        };
+        let with_dot = fill(d, &mut self.carry_dot);
+        if self.numbers_too {
+            return Some((w, last & with_dot));
+        }
+        let spaced_next = self.spaced_at(w + 1);
+        // A dot followed by dots 2-4 and then 2-4 bytes on: the first dot of every dotted quad is one.
+        let quad = d & Self::ahead(self.spaced, spaced_next);
+        self.spaced = spaced_next;
+        let named = fill(self.name[w], &mut self.carry_name);
+        Some((w, last & ((named & with_dot) | fill(quad, &mut self.carry_quad))))
     }
-    true
 }
 
 /// A host token of at most 64 bytes, `line[start..end]` once its trailing dots are cut, with its dots and name
@@ -939,12 +958,12 @@ mod tests {
     }
 
     #[test]
-    fn candidate_ends_are_the_tokens_a_byte_walk_picks() {
+    fn candidates_are_the_tokens_a_byte_walk_picks() {
         let mut next = words(0x51_7cc1_b727_220a);
         let alphabet = b"a.1.2-_ :9.x";
         let mut masks = Masks::default();
         for round in 0..3000 {
-            let len = (next() % 700) as usize + if round % 10 == 0 { 1400 } else { 0 };
+            let len = (next() % 700) as usize + if round % 10 == 0 { 2100 } else { 0 };
             let line: Vec<u8> = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
@@ -953,13 +972,13 @@ mod tests {
             let spaced = |i: usize| dot(i) && (i + 2..=i + 4).any(dot);
             let quad_seed = |i: usize| dot(i) && (i + 2..=i + 4).any(spaced);
             for numbers_too in [false, true] {
-                let mut got = [0u64; CANDIDATE_WORDS];
-                let fits = candidate_ends(&masks, numbers_too, &mut got);
-                assert_eq!(fits, len.div_ceil(64) <= CANDIDATE_WORDS);
-                if !fits {
-                    continue;
+                let mut got = Vec::new();
+                let mut ends = Candidates::new(&masks, numbers_too);
+                while let Some((w, x)) = ends.next_word() {
+                    assert_eq!(w, got.len());
+                    got.push(x);
                 }
-                let mut want = [0u64; CANDIDATE_WORDS];
+                let mut want = vec![0u64; len.div_ceil(64)];
                 let mut i = 0;
                 while i < len {
                     let host = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
