@@ -155,11 +155,20 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
     if want_v4 || want_hosts {
         // Only the tokens a rule can match, each taken from its last byte.
         let mut ends = Candidates::new(m, !skip_digit_tld);
-        while let Some((w, mut x)) = ends.next_word() {
+        while let Some((w, mut x, starts)) = ends.next_word() {
             while x != 0 {
-                let end = w * 64 + x.trailing_zeros() as usize + 1;
+                let last = x.trailing_zeros();
+                let end = w * 64 + last as usize + 1;
                 x &= x - 1;
-                host_token(snap, line, m, host.run_start(end), end, rules, hits);
+                // The token starts at the last run start at or before its last byte: in this word unless the token
+                // began in an earlier one.
+                let before = starts & (!0u64 >> (63 - last));
+                let start = if before != 0 {
+                    w * 64 + 63 - before.leading_zeros() as usize
+                } else {
+                    host.run_start(end)
+                };
+                host_token(snap, line, m, start, end, rules, hits);
             }
         }
     }
@@ -297,9 +306,9 @@ impl<'a> Candidates<'a> {
         d & Self::ahead(d, Self::at(self.dots, w + 1))
     }
 
-    /// The next word's index and candidate ends, until the line's words run out.
+    /// The next word's index, candidate ends and host-run starts, until the line's words run out.
     #[inline(always)]
-    fn next_word(&mut self) -> Option<(usize, u64)> {
+    fn next_word(&mut self) -> Option<(usize, u64, u64)> {
         let w = self.w;
         let (&h, &d) = (self.host.get(w)?, self.dots.get(w)?);
         self.w += 1;
@@ -315,14 +324,18 @@ impl<'a> Candidates<'a> {
         };
         let with_dot = fill(d, &mut self.carry_dot);
         if self.numbers_too {
-            return Some((w, last & with_dot));
+            return Some((w, last & with_dot, starts));
         }
         let spaced_next = self.spaced_at(w + 1);
         // A dot followed by dots 2-4 and then 2-4 bytes on: the first dot of every dotted quad is one.
         let quad = d & Self::ahead(self.spaced, spaced_next);
         self.spaced = spaced_next;
         let named = fill(self.name[w], &mut self.carry_name);
-        Some((w, last & ((named & with_dot) | fill(quad, &mut self.carry_quad))))
+        Some((
+            w,
+            last & ((named & with_dot) | fill(quad, &mut self.carry_quad)),
+            starts,
+        ))
     }
 }
 
@@ -990,7 +1003,7 @@ mod tests {
             for numbers_too in [false, true] {
                 let mut got = Vec::new();
                 let mut ends = Candidates::new(&masks, numbers_too);
-                while let Some((w, x)) = ends.next_word() {
+                while let Some((w, x, _)) = ends.next_word() {
                     assert_eq!(w, got.len());
                     got.push(x);
                 }
