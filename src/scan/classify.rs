@@ -2,9 +2,9 @@
 //! boundaries with bit operations instead of walking bytes (the way simdjson's stage 1 and `memchr` work).
 //!
 //! Bit `i` of a mask says whether byte `i` of the line is in the class: a host byte (`[A-Za-z0-9._-]`), a dot, an
-//! ASCII letter or digit, a hex digit, a colon. AVX-512 (F and BW) classifies 64 bytes per step straight into mask
-//! registers and AVX2 32 bytes per step, whichever the CPU has (runtime detection); the scalar path classifies the
-//! same bits byte by byte and is what other CPUs use. Every path must agree bit for bit (the unit tests and
+//! ASCII letter or digit, a hex digit, a colon, a name byte (letter, `-`, `_`). AVX-512 (F and BW) classifies 64
+//! bytes per step straight into mask registers and AVX2 32 bytes per step, whichever the CPU has (runtime
+//! detection); the scalar path classifies the same bits byte by byte and is what other CPUs use. Every path must agree bit for bit (the unit tests and
 //! `tests/properties.rs` run each one this CPU has); nothing else in the scanner is CPU-specific.
 
 /// Which classification path runs.
