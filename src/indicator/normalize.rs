@@ -150,6 +150,32 @@ pub fn known_type(t: &str) -> Option<&'static str> {
 /// The value is refanged first, as MISP's freetext import does, so `1.2.3[.]4` is an address and `a[@]evil.com` an
 /// e-mail. Order matters: ranges and networks before addresses, hashes by length, then URL, e-mail and domain.
 pub fn classify_plain(value: &str) -> &'static str {
+    if plain_host_name(value) {
+        return "domain";
+    }
+    classify_plain_parsed(value)
+}
+
+/// The shape most list values have, found in one pass over the bytes: host bytes only (`[A-Za-z0-9._-]`), with a
+/// letter or `_`, and not all hex digits. Such a value is a domain for [`classify_plain_parsed`] too: with no
+/// `/`, `:`, `@` or bracket there is no URL, e-mail or defanging; a letter or `_` rules out an IPv4 address, and
+/// one on either side of a `-` rules out a range; a byte that is not a hex digit rules out a digest. The general
+/// path refangs, searches and tries the address parsers in turn, which was a sixth of a 10M list's load.
+#[inline]
+fn plain_host_name(value: &str) -> bool {
+    let (mut letter, mut all_hex) = (false, true);
+    for &b in value.as_bytes() {
+        if !is_host_byte(b) {
+            return false;
+        }
+        letter |= b.is_ascii_alphabetic() || b == b'_';
+        all_hex &= b.is_ascii_hexdigit();
+    }
+    letter && !all_hex
+}
+
+/// [`classify_plain`] by refanging the value and trying each type's parser.
+fn classify_plain_parsed(value: &str) -> &'static str {
     let refanged = refang(value);
     let v = refanged.trim();
     if v.contains("://") || (v.contains('/') && !looks_like_cidr(v)) {
@@ -604,6 +630,56 @@ mod tests {
         assert_eq!(classify_plain(&"a".repeat(64)), "sha256");
         assert_eq!(classify_plain("evil.com/x"), "url");
         assert_eq!(classify_plain("a@evil.com"), "email");
+    }
+
+    #[test]
+    fn the_host_name_shortcut_types_values_as_the_parsers_do() {
+        let alphabet = b"af0129.-_gzAFGZ/:@[]x ";
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut values: Vec<String> = [
+            "evil.com",
+            "hxxpsevil.com",
+            "1.2.3.4",
+            "1.2.3.4-1.2.3.9",
+            "a-1.2.3.4",
+            "deadbeef.cafe",
+            "_dmarc.x",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "d41d8cd98f00b204e9800998ecf8427g",
+            "",
+            ".",
+            "-",
+            "a",
+            "1",
+            "1-2",
+        ]
+        .map(String::from)
+        .to_vec();
+        values.push("a".repeat(64));
+        values.push("ab".repeat(20));
+        for _ in 0..200_000 {
+            let len = (next() % 12) as usize;
+            values.push(
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+                    .collect(),
+            );
+        }
+        let mut shortcut = 0;
+        for v in &values {
+            if plain_host_name(v) {
+                shortcut += 1;
+                assert_eq!(classify_plain_parsed(v), "domain", "{v:?}");
+            }
+            assert_eq!(classify_plain(v), classify_plain_parsed(v), "{v:?}");
+        }
+        assert!(shortcut > 10_000, "{shortcut} values took the shortcut");
         assert_eq!(classify_plain("evil.com"), "domain");
     }
 }

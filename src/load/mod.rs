@@ -222,6 +222,8 @@ pub struct Examiner {
     vetters: Vec<Arc<dyn Vet>>,
     values: hashbrown::DefaultHashBuilder,
     metas: hashbrown::DefaultHashBuilder,
+    /// Whether the loader keeps the attributes it accepts ([`Loader::keep_accepted`]), values and all.
+    keeps_raw: bool,
 }
 
 impl Examiner {
@@ -265,6 +267,20 @@ impl Examiner {
                     parts,
                 }
             }
+        }
+    }
+    /// Frees `raw`'s value on the thread that examined it when [`Loader::commit`] will not read it: every part
+    /// valid and kept, no port to take from it, and the attribute itself not kept. Freed on the committing thread
+    /// instead, each value was a cross-thread free, a tenth of a 10M list's load.
+    pub fn release_unread(&self, raw: &mut RawAttribute, examined: &Examined) {
+        let Examined::Parts { mtype, parts, .. } = examined else {
+            return;
+        };
+        if !self.keeps_raw
+            && !mtype.ends_with("|port")
+            && parts.iter().all(|p| p.as_ref().is_ok_and(|p| p.filtered.is_none()))
+        {
+            raw.value = String::new();
         }
     }
 }
@@ -361,6 +377,7 @@ impl Loader {
             vetters: self.vetters.clone(),
             values: *self.set.hasher(),
             metas: self.meta_hasher,
+            keeps_raw: self.accepted.is_some(),
         }
     }
 

@@ -34,8 +34,9 @@ pub(super) fn load(loader: &mut Loader, name: &str, bytes: &[u8]) -> Result<(), 
             .par_iter()
             .with_min_len(1024)
             .map(|&(i, line)| {
-                attribute(&name, i + 1, line, &event, &examiner.policy).map(|raw| {
+                attribute(&name, i + 1, line, &event, &examiner.policy).map(|mut raw| {
                     let ex = examiner.examine(&raw);
+                    examiner.release_unread(&mut raw, &ex);
                     (raw, ex)
                 })
             })
@@ -82,9 +83,9 @@ fn attribute(name: &Arc<str>, n: usize, line: &[u8], event: &Arc<EventMeta>, pol
 /// is not a valid indicator as a whole: URLs may hold both (`http://evil.com/a,b` stays one URL), while
 /// `d41d8cd98f00b204e9800998ecf8427e;Emotet` and `evil.com,phishing kit` are a value and a comment.
 fn value_and_comment<'a>(line: &'a str, policy: &Policy) -> (&'a str, Option<&'a str>) {
-    let word_end = line.find(char::is_whitespace).unwrap_or(line.len());
+    let word_end = first_whitespace(line).unwrap_or(line.len());
     let word = &line[..word_end];
-    let (value, rest) = match word.find([';', ',']) {
+    let (value, rest) = match memchr::memchr2(b';', b',', word.as_bytes()) {
         Some(sep) if !valid_whole(word, policy) => (&word[..sep], &line[sep + 1..]),
         _ => (word, &line[word_end..]),
     };
@@ -93,6 +94,21 @@ fn value_and_comment<'a>(line: &'a str, policy: &Policy) -> (&'a str, Option<&'a
         value.trim_matches('"'),
         Some(comment.trim_matches('"')).filter(|c| !c.is_empty()),
     )
+}
+
+/// Where the first whitespace character of `line` is (Unicode's, as `char::is_whitespace` says), looked for a byte
+/// at a time while the bytes are ASCII: a `str::find` with a predicate decodes every character, for every line.
+fn first_whitespace(line: &str) -> Option<usize> {
+    for (i, &b) in line.as_bytes().iter().enumerate() {
+        if !b.is_ascii() {
+            // `i` follows ASCII bytes only, so it is a character boundary.
+            return line[i..].find(char::is_whitespace).map(|j| i + j);
+        }
+        if (b as char).is_whitespace() {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// The MISP type of a bare value and the value in that type's form: how plain lists, CSV feeds without a
@@ -151,6 +167,8 @@ mod tests {
                 2 => text.push_str(&format!("not a value {i}\n")),
                 3 => text.push_str(&format!("10.{}.{}.0/24\n", i % 250, i % 200)),
                 4 => text.push_str("0.0.0.0/1\n"),
+                // The port comes from the value as it was read, so that value must reach the commit.
+                5 if i % 2 == 0 => text.push_str(&format!("c2-{i}.evil.org:{}\n", 1 + i % 9000)),
                 _ => text.push_str(&format!("host{i}.evil.net\n")),
             }
         }
@@ -174,6 +192,28 @@ mod tests {
             "the same indicators, merges and provenance, in the same order"
         );
         assert_eq!(format!("{sa:?}"), format!("{sb:?}"));
+    }
+
+    #[test]
+    fn whitespace_is_found_as_char_is_whitespace_finds_it() {
+        for line in [
+            "",
+            "evil.com",
+            "evil.com note",
+            "evil.com\tnote",
+            "evil.com\u{0b}note",
+            "évil.com note",
+            "évil.com\u{a0}note",
+            "evil.com\u{3000}x y",
+            "\u{2028}",
+            "a\u{85}b",
+        ] {
+            assert_eq!(
+                super::first_whitespace(line),
+                line.find(char::is_whitespace),
+                "{line:?}"
+            );
+        }
     }
 
     #[test]
