@@ -10,6 +10,7 @@ use super::table::TableBuilder;
 use crate::indicator::{AttrMeta, EventMeta, Indicator, IndicatorSet, Kind, Value};
 use bytemuck::Pod;
 use hashbrown::HashMap;
+use ipnet::{IpNet, Ipv4Net};
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
@@ -104,6 +105,41 @@ impl Provenance {
         self.metas.insert(m.clone(), i);
         i
     }
+}
+
+/// The longest IPv4 network text: `255.255.255.255/32`.
+const V4_TEXT: usize = 18;
+
+/// An IPv4 network's text as [`Value`]'s `Display` writes it (`1.2.3.4`, `1.2.3.0/24`), into `out`, with its length:
+/// a fifth of the build's value texts at 10M, where the formatting machinery's four calls per address showed in
+/// the profile.
+fn v4_text(n: Ipv4Net, out: &mut [u8; V4_TEXT]) -> usize {
+    let mut len = 0;
+    let mut push = |b: u8| {
+        out[len] = b;
+        len += 1;
+    };
+    let mut number = |sep: Option<u8>, v: u8| {
+        if let Some(s) = sep {
+            push(s);
+        }
+        if v >= 100 {
+            push(b'0' + v / 100);
+        }
+        if v >= 10 {
+            push(b'0' + v / 10 % 10);
+        }
+        push(b'0' + v % 10);
+    };
+    let [a, b, c, d] = n.addr().octets();
+    number(None, a);
+    for v in [b, c, d] {
+        number(Some(b'.'), v);
+    }
+    if n.prefix_len() < 32 {
+        number(Some(b'/'), n.prefix_len());
+    }
+    len
 }
 
 fn kind_index(k: Kind) -> u8 {
@@ -256,7 +292,14 @@ pub fn sections(set: IndicatorSet) -> Sections {
             }
             Value::Net(n) => {
                 ips.add_net(*n, id);
-                arena.push(ind.value.name().as_bytes())
+                match n {
+                    IpNet::V4(v4) => {
+                        let mut buf = [0u8; V4_TEXT];
+                        let len = v4_text(*v4, &mut buf);
+                        arena.push(&buf[..len])
+                    }
+                    IpNet::V6(_) => arena.push(ind.value.name().as_bytes()),
+                }
             }
             Value::Range(r) => {
                 ips.add_range(r.0, r.1, id);
@@ -417,4 +460,36 @@ pub fn header_checksum(h: &Header, table: &[u8]) -> u64 {
     x.update(&bytemuck::bytes_of(h)[..HEADER_LEN - 8]);
     x.update(table);
     x.digest()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv4_network_is_written_as_its_value_displays() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut nets: Vec<Ipv4Net> = [
+            "0.0.0.0/32",
+            "255.255.255.255/32",
+            "10.0.0.0/8",
+            "100.64.9.0/24",
+            "1.2.3.4/31",
+        ]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let prefix = [32, 32, 24, 16, 9, 0][(x >> 40) as usize % 6];
+            nets.push(Ipv4Net::new((x as u32).into(), prefix).unwrap().trunc());
+        }
+        let mut buf = [0u8; V4_TEXT];
+        for n in nets {
+            let len = v4_text(n, &mut buf);
+            assert_eq!(&buf[..len], Value::Net(IpNet::V4(n)).to_string().as_bytes(), "{n}");
+        }
+    }
 }
