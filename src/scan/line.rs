@@ -5,6 +5,8 @@
 //! is probed in the host table; dotted quads inside it are parsed as IPv4; alphanumeric runs of a digest's length
 //! are probed as hashes. IPv6 needs `:` and is looked for only around the line's colons.
 
+#[cfg(test)]
+use super::classify::has_full_lane;
 use super::classify::{Bits, Masks, Path};
 use crate::indicator::{is_email_local_byte, is_fuzzy_byte, TLSH_HEX};
 use crate::snapshot::ids::{self, NONE};
@@ -172,7 +174,8 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
             }
         }
     }
-    if !snap.c.t.hashes.is_empty() && n >= 32 {
+    // A run of 32 holds a whole aligned 16-bit lane of the hex mask; nine lines in ten have none.
+    if !snap.c.t.hashes.is_empty() && n >= 32 && m.has_hex_lane() {
         let (alnum, hex) = (m.alnum(), m.hex());
         hash_runs(snap, line, alnum, hex, json, hits);
     }
@@ -180,8 +183,11 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
     let want_ip = want_v4 || ips.has_v6() || !c.t.v6urls.is_empty();
     let want_pairs = n >= 47 && (c.has_hash_len(32) || c.has_hash_len(40) || c.has_hash_len(64));
     let colons = m.colon();
-    if (want_ip || want_pairs || c.has_fuzzy()) && colons.any() {
-        if (want_ip || want_pairs) && colon_run_kinds(colons, 0, n, want_ip, want_pairs) != (false, false) {
+    let k = m.colon_count();
+    if (want_ip || want_pairs || c.has_fuzzy()) && k > 0 {
+        if (want_ip || want_pairs)
+            && colon_kinds(k, || colons.any_adjacent(0, n), want_ip, want_pairs) != (false, false)
+        {
             let v6 = m.v6();
             colon_runs(snap, line, colons, v6, json, want_ip, want_pairs, hits);
         }
@@ -583,16 +589,6 @@ fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
 fn hash_runs(snap: Probe, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits: &mut Vec<Hit>) {
     let n = line.len();
     let words = hex.words;
-    // A run of 32 holds a whole aligned 16-bit lane of the mask, which four operations a word find; most lines have
-    // none. Every word is tested and the answers ORed, with no branch per word: whether a line has a digest is as
-    // good as random, and a branch on it per word was mispredicted on most lines.
-    let mut lane = false;
-    for &x in words {
-        lane |= has_full_lane(x);
-    }
-    if !lane {
-        return;
-    }
     let mut any = false;
     for (w, &x) in words.iter().enumerate() {
         any |= has_run_of_32(x, words.get(w + 1).copied().unwrap_or(0));
@@ -652,15 +648,6 @@ fn has_run_of_32(lo: u64, hi: u64) -> bool {
     let top = lo.leading_ones();
     // Bitwise, not short-circuit: both sides are a few instructions, and a branch between them is a coin toss.
     (r != 0) | ((top > 0) & (top + hi.trailing_ones() >= 32))
-}
-
-/// Whether one of `x`'s four aligned 16-bit lanes is all ones: whether `!x` has a zero lane, by the borrow test
-/// for a zero lane (exact for whether there is one). It runs on every word of every line, so it is not
-/// [`full_lanes`] (which the walk needs, to know which lanes are full), at about twice the operations.
-#[inline(always)]
-fn has_full_lane(x: u64) -> bool {
-    let y = !x;
-    y.wrapping_sub(0x0001_0001_0001_0001) & !y & 0x8000_8000_8000_8000 != 0
 }
 
 /// Bit `i` of the result is set when bits `i..i + 16` of `x` all are (within the word): where `x`'s 16-bit lanes
@@ -817,11 +804,19 @@ fn ipv4_in_token(snap: Probe, line: &[u8], start: usize, end: usize, hits: &mut 
 /// digest (15): most lines' colons (a clock time, `key: value`) are neither, and cost one count for the whole line.
 #[inline(always)]
 fn colon_run_kinds(colons: Bits, from: usize, to: usize, want_ip: bool, want_pairs: bool) -> (bool, bool) {
-    let k = colons.count(from, to);
-    (
-        want_ip && (k >= 6 || (k >= 2 && colons.any_adjacent(from, to))),
-        want_pairs && k >= 15,
+    colon_kinds(
+        colons.count(from, to),
+        || colons.any_adjacent(from, to),
+        want_ip,
+        want_pairs,
     )
+}
+
+/// [`colon_run_kinds`] from the count `k` of the colons, and whether two of them are adjacent, asked only when
+/// it matters.
+#[inline(always)]
+fn colon_kinds(k: u32, adjacent: impl FnOnce() -> bool, want_ip: bool, want_pairs: bool) -> (bool, bool) {
+    (want_ip && (k >= 6 || (k >= 2 && adjacent())), want_pairs && k >= 15)
 }
 
 /// Runs of hex digits, `:` and `.` around each colon: IPv6 addresses (when `want_ip`) and colon-pair digests (when
