@@ -277,12 +277,19 @@ impl Examiner {
             return;
         };
         if !self.keeps_raw
-            && !mtype.ends_with("|port")
+            && !carries_port(mtype)
             && parts.iter().all(|p| p.as_ref().is_ok_and(|p| p.filtered.is_none()))
         {
             raw.value = String::new();
         }
     }
+}
+
+/// Whether a MISP type (`ip-dst|port`, `hostname|port`, any case) has a port after its value's `|`, which the
+/// commit keeps in the provenance.
+fn carries_port(misp_type: &str) -> bool {
+    let t = misp_type.as_bytes();
+    t.len() > 5 && t[t.len() - 5..].eq_ignore_ascii_case(b"|port")
 }
 
 /// Accumulates indicators from any number of sources into one deduplicated set.
@@ -471,8 +478,7 @@ impl Loader {
             _ => self.intern_meta(raw, meta_hash),
         };
         self.last_meta = Some(meta.clone());
-        let t = raw.misp_type.as_bytes();
-        let port = (t.len() > 5 && t[t.len() - 5..].eq_ignore_ascii_case(b"|port"))
+        let port = carries_port(&raw.misp_type)
             .then(|| raw.value.rsplit_once('|'))
             .flatten()
             .and_then(|(_, p)| p.trim().parse().ok())

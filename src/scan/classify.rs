@@ -139,8 +139,7 @@ impl Masks {
         self.colons
     }
 
-    /// The line summary worked out again from the stored words, for the paths that store words before knowing
-    /// where the line ends, and for a cut line.
+    /// The line summary worked out again from the stored words, for a cut line.
     fn summarize(&mut self) {
         let n = self.words;
         self.hex_lane = self.hex[..n].iter().fold(false, |a, &x| a | has_full_lane(x));
@@ -169,12 +168,6 @@ impl Masks {
     /// reads the last partial word straight from `buf` when 64 bytes are there and clears the bits past the line,
     /// instead of copying the tail into a zeroed block, which cost more than classifying a short line's bytes.
     pub fn classify_within(&mut self, buf: &[u8], len: usize, path: Path) {
-        self.classify_words_within(buf, len, path);
-        self.summarize();
-    }
-
-    /// [`Self::classify_within`] without the line summary.
-    fn classify_words_within(&mut self, buf: &[u8], len: usize, path: Path) {
         let line = &buf[..len];
         let words = line.len().div_ceil(64);
         if self.host.len() < words {
@@ -184,31 +177,28 @@ impl Masks {
         }
         self.len = line.len();
         self.words = words;
+        (self.hex_lane, self.colons) = (false, 0);
         let full = line.len() / 64;
         match path {
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => {
                 // SAFETY: `Path::Avx2` is only returned by `detect` when the CPU has AVX2.
                 if buf.len() >= words * 64 {
-                    // SAFETY: as above; `buf` holds every word read.
-                    unsafe { self.avx2_words(buf, 0, words) };
+                    // The last word keeps only the line's bits.
                     let tail = line.len() % 64;
-                    if tail != 0 {
-                        let keep = !0u64 >> (64 - tail);
-                        for v in self.all_mut() {
-                            v[words - 1] &= keep;
-                        }
-                    }
+                    let keep = if tail != 0 { !0u64 >> (64 - tail) } else { !0 };
+                    // SAFETY: as above; `buf` holds every word read.
+                    unsafe { self.avx2_words(buf, 0, words, keep) };
                     return;
                 }
                 // SAFETY: as above.
-                unsafe { self.avx2_words(line, 0, full) };
+                unsafe { self.avx2_words(line, 0, full, !0) };
                 if full < words {
                     // The partial last word, from a zero-padded copy: a zero byte is in no class.
                     let mut pad = [0u8; 64];
                     pad[..line.len() - full * 64].copy_from_slice(&line[full * 64..]);
                     // SAFETY: as above; `pad` is one whole word.
-                    unsafe { self.avx2_words(&pad, full, words) };
+                    unsafe { self.avx2_words(&pad, full, words, !0) };
                 }
             }
             #[cfg(target_arch = "x86_64")]
@@ -266,11 +256,10 @@ impl Masks {
         }
     }
 
-    /// Stores word `w` of every mask, cleared past the line's end when the line ends in it (`nl`, its line feeds).
-    /// Returns the line's length if it ends in this word.
+    /// Stores word `w` of every mask, only the bits of `keep` (the line's, in the word it ends in), and adds the
+    /// word to the line summary.
     #[inline(always)]
-    fn put_word(&mut self, w: usize, m: [u64; 7], nl: u64) -> Option<usize> {
-        let keep = if nl != 0 { (1u64 << nl.trailing_zeros()) - 1 } else { !0 };
+    fn put_word(&mut self, w: usize, m: [u64; 7], keep: u64) {
         // One bounds check for the seven: the vectors are only ever resized together (`all_mut`), so they have
         // one length. Seven checked stores were a fifth of the classifier's instructions.
         assert!(w < self.host.len());
@@ -280,7 +269,6 @@ impl Masks {
         }
         self.hex_lane |= has_full_lane(m[3] & keep);
         self.colons += (m[4] & keep).count_ones();
-        (nl != 0).then(|| w * 64 + nl.trailing_zeros() as usize)
     }
 
     /// Sets the line's length once its words are stored.
@@ -305,28 +293,23 @@ impl Masks {
                 c |= ((k >> 4) & 1) << i;
                 nm |= ((k >> 5) & 1) << i;
             }
-            self.host[w] = h;
-            self.dot[w] = d;
-            self.alnum[w] = a;
-            self.hex[w] = x;
-            self.colon[w] = c;
-            self.v6[w] = x | c | d;
-            self.name[w] = nm;
+            self.put_word(w, [h, d, a, x, c, x | c | d, nm], !0);
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    /// Words `from..to` of the masks from `block`, whose word 0 is mask word `from`.
+    /// Words `from..to` of the masks from `block`, whose word 0 is mask word `from`; the last keeps only the bits
+    /// of `last_keep`.
     ///
     /// Each byte's classes come from two 16-entry table lookups (`vpshufb`) on its low and high nibble, ANDed:
     /// [`NIBBLE_LO`] and [`NIBBLE_HI`] give every class a bit (or two, for the letters' two ranges), so a class
     /// mask is one AND, compare and `movemask`, instead of range compares per class.
-    unsafe fn avx2_words(&mut self, block: &[u8], from: usize, to: usize) {
+    unsafe fn avx2_words(&mut self, block: &[u8], from: usize, to: usize, last_keep: u64) {
         assert!(block.len() >= (to - from) * 64);
         for w in from..to {
             let (m, _) = avx2_word(block.as_ptr().add((w - from) * 64));
-            self.put_word(w, m, 0);
+            self.put_word(w, m, if w + 1 == to { last_keep } else { !0 });
         }
     }
 
@@ -356,8 +339,11 @@ impl Masks {
             self.reserve_word(w);
             let rest = &buf[w * 64..];
             let (m, nl) = word(rest);
-            if let Some(len) = self.put_word(w, m, nl) {
-                return self.set_len(len);
+            // The line ends at its first line feed: bits from there on are the next line's.
+            let keep = if nl != 0 { (1u64 << nl.trailing_zeros()) - 1 } else { !0 };
+            self.put_word(w, m, keep);
+            if nl != 0 {
+                return self.set_len(w * 64 + nl.trailing_zeros() as usize);
             }
             if rest.len() <= 64 {
                 return self.set_len(buf.len());
@@ -414,7 +400,7 @@ impl Masks {
     unsafe fn avx512_words(&mut self, line: &[u8]) {
         for w in 0..self.words {
             let (m, _) = avx512_word(&line[w * 64..]);
-            self.put_word(w, m, 0);
+            self.put_word(w, m, !0);
         }
     }
 
