@@ -35,6 +35,18 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The output's documents without the time each hit was made, which is all two scans of one input may differ in.
+fn untimed(out: &Output) -> Vec<serde_json::Value> {
+    json_lines(out)
+        .into_iter()
+        .map(|mut d| {
+            d.as_object_mut().unwrap().remove("@timestamp");
+            d["event"].as_object_mut().unwrap().remove("created");
+            d
+        })
+        .collect()
+}
+
 fn log(name: &str) -> String {
     format!("fixtures/logs/{name}")
 }
@@ -259,21 +271,78 @@ fn many_threads_keep_input_order_and_offsets() {
     let one = iocmatch(&["scan", "--iocs", SAMPLE, "--threads", "1", big.to_str().unwrap()]);
     let four = iocmatch(&["scan", "--iocs", SAMPLE, "--threads", "4", big.to_str().unwrap()]);
     // The same documents in the same order; only the time each hit was made may differ.
-    let untimed = |out: &Output| -> Vec<serde_json::Value> {
-        json_lines(out)
-            .into_iter()
-            .map(|mut d| {
-                d.as_object_mut().unwrap().remove("@timestamp");
-                d["event"].as_object_mut().unwrap().remove("created");
-                d
-            })
-            .collect()
-    };
     assert_eq!(untimed(&one), untimed(&four));
     let docs = json_lines(&four);
     assert_eq!(docs.len(), 200_000 / 997 + 1);
     let offsets: Vec<u64> = docs.iter().map(|d| d["iocmatch"]["offset"].as_u64().unwrap()).collect();
     assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn a_mapped_file_scans_as_the_same_bytes_piped_or_read() {
+    // Several pieces' worth of lines, with what splitting must keep whole: a Zeek header taking effect mid-file,
+    // lines over the cap, CRLF, and a last line without a line feed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.log");
+    let mut data = Vec::new();
+    for i in 0..60_000u32 {
+        match i % 20_000 {
+            0 => data.extend_from_slice(b"#fields\tts\tuid\tid.orig_h\tquery\n"),
+            7_000 => data.extend_from_slice(b"#fields\tts\tquery\tanswers\n"),
+            _ => {}
+        }
+        if i % 4_999 == 0 {
+            data.extend_from_slice(b"35.188.49.176 ");
+            data.extend(std::iter::repeat_n(b'x', 9_000));
+            data.extend_from_slice(b" 62.34.17.1\n");
+        }
+        let line = format!(
+            "{i}\tC{i}\t192.0.2.{}\t{}\r\n",
+            i % 250,
+            ["ok.example", "35.188.49.176"][(i % 613 == 0) as usize]
+        );
+        data.extend_from_slice(line.as_bytes());
+    }
+    data.extend_from_slice(b"last 35.188.49.176");
+    std::fs::write(&path, &data).unwrap();
+    let file = path.to_str().unwrap();
+    for extra in [
+        &["--threads", "2"][..],
+        &["--threads", "1", "--fields", "id.orig_h,query"],
+    ] {
+        let mut args = vec!["scan", "--iocs", SAMPLE, "--max-line-bytes", "4000", "--stats"];
+        args.extend_from_slice(extra);
+        let piped = iocmatch_stdin(&args, &data);
+        let mut read = args.clone();
+        read.extend(["--no-mmap", file]);
+        let read = iocmatch(&read);
+        args.push(file);
+        let mapped = iocmatch(&args);
+        let stats = |o: &Output| {
+            let e = String::from_utf8_lossy(&o.stderr).to_string();
+            e.lines()
+                .find(|l| l.starts_with("lines:"))
+                .unwrap()
+                .split("elapsed")
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert!(stats(&mapped).contains("truncated lines: 13"), "{}", stats(&mapped));
+        assert_eq!(stats(&mapped), stats(&read));
+        assert_eq!(stats(&mapped), stats(&piped));
+        let docs = untimed(&mapped);
+        assert!(docs.len() > 100, "{}", docs.len());
+        assert_eq!(docs, untimed(&read));
+        // Piped input has no file path; everything else is the same.
+        let no_path = |mut v: Vec<serde_json::Value>| {
+            for d in &mut v {
+                d.as_object_mut().unwrap().remove("log");
+            }
+            v
+        };
+        assert_eq!(no_path(docs), no_path(untimed(&piped)));
+    }
 }
 
 #[test]

@@ -1,12 +1,13 @@
-//! `iocmatch scan`: a grep-like filter. Files are read in large line-aligned chunks, scanned on every core, and
-//! written in input order.
+//! `iocmatch scan`: a grep-like filter. Regular files are mapped and split into large line-aligned pieces in place;
+//! stdin, pipes and gzip are read into chunks of the same kind. Pieces are scanned on every core and written in
+//! input order.
 
 use super::IocArgs;
 use anyhow::{Context, Result};
-use iocmatch::scan::field::TsvFields;
+use iocmatch::scan::field::{last_header, TsvFields};
 use iocmatch::scan::{FieldFilter, FieldHit, LineScanner, ScanStats, Sink};
 use iocmatch::sink::{ecs, OutputFormat};
-use iocmatch::source::{open_input, Batch, Chunk, ChunkReader, ReadAhead};
+use iocmatch::source::{open_input, spans, Batch, ChunkReader, MappedFile, ReadAhead, Span};
 use iocmatch::Snapshot;
 use rayon::prelude::*;
 use std::io::{self, IsTerminal, Write};
@@ -30,6 +31,10 @@ pub struct ScanArgs {
     /// Lines longer than this are scanned up to this length and counted.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_line_bytes: usize,
+    /// Read files into buffers instead of mapping them (as for stdin and gzip): for filesystems where mapping
+    /// misbehaves.
+    #[arg(long)]
+    pub no_mmap: bool,
     /// Print lines, bytes, hits per type and MB/s to stderr at the end.
     #[arg(long)]
     pub stats: bool,
@@ -144,51 +149,150 @@ fn scan_input(
     } else {
         path.display().to_string()
     };
+    let file_path = (path.as_os_str() != "-").then(|| path.display().to_string());
+    let mut input = Input {
+        snap,
+        args,
+        pool,
+        path: file_path.as_deref(),
+        tsv: None,
+        out,
+        total,
+        progress,
+    };
+    if !args.no_mmap && path.as_os_str() != "-" {
+        match MappedFile::open(path) {
+            Ok(Some(map)) => return input.mapped(&map, path, &name),
+            Ok(None) => {}
+            Err(e) => return Err(InputError::Input(format!("{name}: {e}"))),
+        }
+    }
     let reader = open_input(path).map_err(|e| InputError::Input(format!("{name}: {e}")))?;
     let chunks = ChunkReader::new(reader, CHUNK_BYTES, args.max_line_bytes);
-    let file_path = (path.as_os_str() != "-").then(|| path.display().to_string());
-    let batch_len = pool.current_num_threads() * 2;
     // The next batch is read while this one is scanned.
-    let mut ahead =
-        ReadAhead::spawn(chunks, batch_len, name.clone()).map_err(|e| InputError::Input(format!("{name}: {e}")))?;
-    let mut tsv: Option<TsvFields> = None;
+    let mut ahead = ReadAhead::spawn(chunks, input.batch_len(), name.clone())
+        .map_err(|e| InputError::Input(format!("{name}: {e}")))?;
     loop {
         let Some(Batch { chunks: batch, error }) = ahead.next_batch() else {
             return Ok(());
         };
         let read_error = error.map(|(at, e)| format!("{name}: read error after byte {at}: {e}"));
-        // The Zeek `#fields` header in effect at the start of each chunk, in input order (each chunk's last one was
-        // found as it was read).
-        let headers: Vec<Option<TsvFields>> = batch
+        let pieces: Vec<Piece> = batch
             .iter()
-            .map(|c| {
-                let at_start = tsv.clone();
-                if let Some(h) = &c.fields_header {
-                    tsv = Some(h.clone());
-                }
-                at_start
+            .map(|c| Piece {
+                data: &c.data,
+                offset: c.offset,
+                truncated: c.truncated,
+                fields_header: c.fields_header.as_ref(),
             })
             .collect();
-        let results: Vec<(Vec<u8>, ScanStats)> = pool.install(|| {
-            batch
-                .par_iter()
-                .zip(headers)
-                .map(|(c, h)| scan_chunk(snap, c, args, h, file_path.as_deref()))
-                .collect()
-        });
-        for (bytes, stats) in &results {
-            out.write_all(bytes).map_err(InputError::Output)?;
-            total.merge(stats);
-        }
-        if let Some(p) = progress {
-            p.inc(batch.iter().map(|c| c.data.len() as u64).sum());
-        }
+        input.scan(&pieces)?;
         for c in batch {
             ahead.recycle(c.data);
         }
         if let Some(msg) = read_error {
             return Err(InputError::Input(msg));
         }
+    }
+}
+
+/// A run of whole lines to scan: a chunk read into a buffer, or a span of a mapped file.
+struct Piece<'a> {
+    data: &'a [u8],
+    /// Byte offset of `data[0]` in the input.
+    offset: u64,
+    /// Lines cut at the cap before they got here.
+    truncated: u64,
+    /// The piece's last Zeek `#fields` header, when it has one.
+    fields_header: Option<&'a TsvFields>,
+}
+
+/// One input being scanned: where its pieces go, and the Zeek columns in effect so far.
+struct Input<'a, W> {
+    snap: &'a Snapshot,
+    args: &'a ScanArgs,
+    pool: &'a rayon::ThreadPool,
+    path: Option<&'a str>,
+    tsv: Option<TsvFields>,
+    out: &'a mut W,
+    total: &'a mut ScanStats,
+    progress: Option<&'a indicatif::ProgressBar>,
+}
+
+impl<W: Write> Input<'_, W> {
+    /// Pieces scanned at once: two per thread, so a thread with a slow piece does not hold the others up.
+    fn batch_len(&self) -> usize {
+        self.pool.current_num_threads() * 2
+    }
+
+    /// A mapped file, split into pieces in place; each batch's pages are let go once scanned.
+    fn mapped(&mut self, map: &MappedFile, file: &Path, name: &str) -> Result<(), InputError> {
+        let bytes = map.bytes();
+        // Only sinks that attribute fields (or a field filter) need the Zeek headers: a count does not look.
+        let headers = self.args.output != OutputFormat::Count || self.args.filter.is_some();
+        let mut spans = spans(bytes, CHUNK_BYTES, self.args.max_line_bytes);
+        loop {
+            let batch: Vec<Span> = spans.by_ref().take(self.batch_len()).collect();
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                break;
+            };
+            let found: Vec<Option<TsvFields>> = batch
+                .iter()
+                .map(|s| headers.then(|| last_header(&bytes[s.range.clone()])).flatten())
+                .collect();
+            let pieces: Vec<Piece> = batch
+                .iter()
+                .zip(&found)
+                .map(|(s, h)| Piece {
+                    data: &bytes[s.range.clone()],
+                    offset: s.range.start as u64,
+                    truncated: s.truncated,
+                    fields_header: h.as_ref(),
+                })
+                .collect();
+            self.scan(&pieces)?;
+            map.release(first.range.start..last.range.end);
+        }
+        if map.shrank() {
+            let now = std::fs::metadata(file).map_or_else(|e| e.to_string(), |m| format!("{} bytes", m.len()));
+            return Err(InputError::Input(format!(
+                "{name}: the file was cut short while it was scanned ({} bytes when opened, now {now}); what was \
+                 past its new end was not scanned",
+                bytes.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Scans a batch of pieces in parallel and writes their output in input order.
+    fn scan(&mut self, pieces: &[Piece]) -> Result<(), InputError> {
+        // The Zeek `#fields` header in effect at the start of each piece, in input order.
+        let headers: Vec<Option<TsvFields>> = pieces
+            .iter()
+            .map(|p| {
+                let at_start = self.tsv.clone();
+                if let Some(h) = p.fields_header {
+                    self.tsv = Some(h.clone());
+                }
+                at_start
+            })
+            .collect();
+        let (snap, args, path) = (self.snap, self.args, self.path);
+        let results: Vec<(Vec<u8>, ScanStats)> = self.pool.install(|| {
+            pieces
+                .par_iter()
+                .zip(headers)
+                .map(|(p, h)| scan_piece(snap, p, args, h, path))
+                .collect()
+        });
+        for (bytes, stats) in &results {
+            self.out.write_all(bytes).map_err(InputError::Output)?;
+            self.total.merge(stats);
+        }
+        if let Some(p) = self.progress {
+            p.inc(pieces.iter().map(|c| c.data.len() as u64).sum());
+        }
+        Ok(())
     }
 }
 
@@ -218,9 +322,9 @@ impl Sink for OutputSink<'_> {
     }
 }
 
-fn scan_chunk(
+fn scan_piece(
     snap: &Snapshot,
-    chunk: &Chunk,
+    chunk: &Piece,
     args: &ScanArgs,
     tsv: Option<TsvFields>,
     path: Option<&str>,
@@ -237,7 +341,7 @@ fn scan_chunk(
     }
     scanner.set_tsv(tsv);
     scanner.stats.truncated_lines = chunk.truncated;
-    scanner.buffer(snap, &chunk.data, &mut sink);
+    scanner.buffer(snap, chunk.data, &mut sink);
     (sink.out, scanner.stats)
 }
 

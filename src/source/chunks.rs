@@ -185,7 +185,7 @@ pub fn open_input(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     }
 }
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+pub(super) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 #[cfg(test)]
 mod tests {
