@@ -547,23 +547,25 @@ impl Loader {
         let bom = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
         let json = matches!(head[bom..].iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
         if json {
-            let file = r.get_ref();
-            if file.metadata().map_err(io)?.is_file() {
-                // SAFETY: the mapping is read-only and private to this load. A file truncated by another process
-                // while it is parsed would fault (SIGBUS), as with any mapped input; the cache and exports are
-                // replaced by rename, never rewritten in place, so iocmatch's own files never are.
-                let map = unsafe { memmap2::Mmap::map(file) }.map_err(io)?;
+            if let Some(map) = crate::source::MappedFile::open(path).map_err(io)? {
                 // Parsed from memory a batch of elements at a time; the pages already parsed are dropped from the
                 // mapping as it goes, so a restSearch file of millions of attributes never becomes resident whole.
                 let release = |done: usize| {
                     let upto = (bom + done) & !(RELEASE_ALIGN - 1);
                     if upto > 0 {
-                        // SAFETY: the mapping is read-only and backed by the file: dropped pages are read again
-                        // from the page cache if they are touched later, so no data the parser sees changes.
-                        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, upto) };
+                        map.release(0..upto);
                     }
                 };
-                return misp_json::load_slice(self, &name, &map[bom..], &release);
+                let loaded = misp_json::load_slice(self, &name, &map.bytes()[bom..], &release);
+                // A file cut short under the map reads as zeros past its new end: say that, not what the parser
+                // made of the zeros.
+                if map.shrank() {
+                    return Err(LoadError::Format {
+                        path: name,
+                        msg: "the file was cut short while it was loaded; load it again once it is whole".into(),
+                    });
+                }
+                return loaded;
             }
             // Streamed: a restSearch file of millions of attributes is never held whole.
             r.consume(bom);
