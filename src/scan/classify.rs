@@ -126,6 +126,21 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// [`CLASS`] with class bit `k` moved to bit `8 * k`: one byte lane a class, for [`Masks::scalar_words`].
+static SPREAD: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut k = 0;
+        while k < 6 {
+            t[i] |= ((CLASS[i] >> k) as u64 & 1) << (8 * k);
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
 impl Masks {
     /// Whether some aligned 16-bit lane of the hex mask is full: a hex run of 32 or more (any digest) makes one.
     #[inline(always)]
@@ -279,20 +294,34 @@ impl Masks {
         len
     }
 
-    /// Words `from..to` classified byte by byte (the tail word may be partial).
+    /// Words `from..to` classified a byte at a time with no vector instructions (the tail word may be partial): the
+    /// path of CPUs without AVX2. Each byte's classes come from [`SPREAD`] with one class to a byte lane, so eight
+    /// bytes' lookups ORed together, each shifted by its place, hold eight bits of every class, one class a lane;
+    /// a lane is then one shift and mask. About six operations a byte, where setting each class's bit on its own
+    /// took four operations a class and byte.
     fn scalar_words(&mut self, line: &[u8], from: usize, to: usize) {
         for w in from..to {
             let block = &line[w * 64..line.len().min(w * 64 + 64)];
-            let (mut h, mut d, mut a, mut x, mut c, mut nm) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-            for (i, &b) in block.iter().enumerate() {
-                let k = CLASS[b as usize] as u64;
-                h |= (k & 1) << i;
-                d |= ((k >> 1) & 1) << i;
-                a |= ((k >> 2) & 1) << i;
-                x |= ((k >> 3) & 1) << i;
-                c |= ((k >> 4) & 1) << i;
-                nm |= ((k >> 5) & 1) << i;
+            let mut pad = [0u8; 64];
+            let bytes: &[u8; 64] = match block.try_into() {
+                Ok(whole) => whole,
+                Err(_) => {
+                    // A zero byte is in no class.
+                    pad[..block.len()].copy_from_slice(block);
+                    &pad
+                }
+            };
+            let mut m = [0u64; 6];
+            for (g, eight) in bytes.chunks_exact(8).enumerate() {
+                let mut lanes = 0u64;
+                for (i, &b) in eight.iter().enumerate() {
+                    lanes |= SPREAD[b as usize] << i;
+                }
+                for (k, mask) in m.iter_mut().enumerate() {
+                    *mask |= (lanes >> (8 * k) & 0xff) << (8 * g);
+                }
             }
+            let [h, d, a, x, c, nm] = m;
             self.put_word(w, [h, d, a, x, c, x | c | d, nm], !0);
         }
     }
