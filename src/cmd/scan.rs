@@ -296,11 +296,11 @@ impl<W: Write> Input<'_, W> {
     }
 }
 
-/// Writes each line with hits as `scan --output` says, into the chunk's output buffer (kept in input order).
+/// Writes each line with hits as `scan --output` says, into the piece's output buffer (kept in input order).
 struct OutputSink<'a> {
     out: Vec<u8>,
     format: OutputFormat,
-    chunk_offset: u64,
+    piece_offset: u64,
     path: Option<&'a str>,
 }
 
@@ -309,7 +309,7 @@ impl Sink for OutputSink<'_> {
         match self.format {
             OutputFormat::Json => {
                 let now = std::time::SystemTime::now();
-                let doc = ecs::hit_document(snap, line, self.chunk_offset + offset as u64, self.path, hits, now);
+                let doc = ecs::hit_document(snap, line, self.piece_offset + offset as u64, self.path, hits, now);
                 serde_json::to_writer(&mut self.out, &doc).expect("JSON to a Vec cannot fail");
                 self.out.push(b'\n');
             }
@@ -324,7 +324,7 @@ impl Sink for OutputSink<'_> {
 
 fn scan_piece(
     snap: &Snapshot,
-    chunk: &Piece,
+    piece: &Piece,
     args: &ScanArgs,
     tsv: Option<TsvFields>,
     path: Option<&str>,
@@ -332,7 +332,7 @@ fn scan_piece(
     let mut sink = OutputSink {
         out: Vec::new(),
         format: args.output,
-        chunk_offset: chunk.offset,
+        piece_offset: piece.offset,
         path,
     };
     let mut scanner = LineScanner::new(args.max_line_bytes).with_filter(args.filter.clone());
@@ -340,8 +340,8 @@ fn scan_piece(
         scanner = scanner.without_fields();
     }
     scanner.set_tsv(tsv);
-    scanner.stats.truncated_lines = chunk.truncated;
-    scanner.buffer(snap, chunk.data, &mut sink);
+    scanner.stats.truncated_lines = piece.truncated;
+    scanner.buffer(snap, piece.data, &mut sink);
     (sink.out, scanner.stats)
 }
 
