@@ -185,9 +185,7 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
     let colons = m.colon();
     let k = m.colon_count();
     if (want_ip || want_pairs || c.has_fuzzy()) && k > 0 {
-        if (want_ip || want_pairs)
-            && colon_kinds(k, || colons.any_adjacent(0, n), want_ip, want_pairs) != (false, false)
-        {
+        if (want_ip || want_pairs) && colon_kinds(k, || m.has_double_colon(), want_ip, want_pairs) != (false, false) {
             let v6 = m.v6();
             colon_runs(snap, line, colons, v6, json, want_ip, want_pairs, hits);
         }
