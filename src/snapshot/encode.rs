@@ -379,6 +379,8 @@ pub fn sections(set: IndicatorSet) -> Sections {
         (Section::V4Slots, part(ips.v4_slots)),
         (Section::V6Levels, part(ips.v6_levels)),
         (Section::V6Slots, part(ips.v6_slots)),
+        (Section::V4Ranks, part(ips.v4_ranks)),
+        (Section::V4Blocks, part(ips.v4_blocks)),
     ];
     debug_assert!(parts.iter().map(|(s, _)| *s).eq(Section::ALL));
     Sections { parts }

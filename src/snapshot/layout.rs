@@ -18,7 +18,7 @@ use bytemuck::{Pod, Zeroable};
 /// First eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"IOCMSNAP";
 /// Bumped whenever a record or section changes meaning; a file of another version is refused, not guessed at.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Header bytes before the section table.
 pub const HEADER_LEN: usize = 64;
 /// Every section starts at a multiple of this, so each record type can be viewed in place.
@@ -81,10 +81,12 @@ pub enum Section {
     V4Slots,
     V6Levels,
     V6Slots,
+    V4Ranks,
+    V4Blocks,
 }
 
 impl Section {
-    pub const ALL: [Section; 21] = [
+    pub const ALL: [Section; 23] = [
         Section::Info,
         Section::Strings,
         Section::Indicators,
@@ -106,6 +108,8 @@ impl Section {
         Section::V4Slots,
         Section::V6Levels,
         Section::V6Slots,
+        Section::V4Ranks,
+        Section::V4Blocks,
     ];
 
     /// The name used in error messages.
@@ -132,6 +136,8 @@ impl Section {
             Section::V4Slots => "IPv4 slots",
             Section::V6Levels => "IPv6 levels",
             Section::V6Slots => "IPv6 slots",
+            Section::V4Ranks => "IPv4 /16 ranks",
+            Section::V4Blocks => "IPv4 /24 blocks",
         }
     }
 }

@@ -182,6 +182,8 @@ pub fn tables(bytes: &[u8], verify: bool) -> Result<Tables<'_>, LayoutError> {
     )?;
     let ips = IpView {
         v4_16: sec!(Section::V4Summary),
+        v4_ranks: sec!(Section::V4Ranks),
+        v4_blocks: sec!(Section::V4Blocks),
         v4_levels: sec!(Section::V4Levels),
         v4_slots: sec!(Section::V4Slots),
         v6_levels: sec!(Section::V6Levels),
@@ -190,6 +192,12 @@ pub fn tables(bytes: &[u8], verify: bool) -> Result<Tables<'_>, LayoutError> {
     };
     if ips.v4_16.len() != 1024 {
         return Err(err(at(Section::V4Summary), "IPv4 summary has the wrong size"));
+    }
+    if !super::ips::v4_blocks_fit(ips.v4_16, ips.v4_ranks, ips.v4_blocks) {
+        return Err(err(
+            at(Section::V4Ranks),
+            "the IPv4 /24 blocks do not fit the /16 summary",
+        ));
     }
     let level_ok = |l: &Level, slots: usize| pow2(l.cap as usize) && l.first as usize + l.cap as usize <= slots;
     if !ips
