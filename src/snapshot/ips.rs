@@ -222,8 +222,7 @@ impl IpView<'_> {
 /// Networks per prefix length while a snapshot is built.
 #[derive(Debug, Clone)]
 pub struct IpBuilder {
-    v4_16: Vec<u64>,
-    /// The /24s touched, four words per /16 (all 65,536 while building).
+    /// The /24s touched, four words per /16 (all 65,536 while building); the /16 summary is the blocks not empty.
     v4_24: Vec<[u64; 4]>,
     v4: HashMap<u32, HashMap<u32, u32>>,
     v6: HashMap<u32, HashMap<u128, u32>>,
@@ -233,7 +232,6 @@ pub struct IpBuilder {
 impl Default for IpBuilder {
     fn default() -> Self {
         IpBuilder {
-            v4_16: vec![0; 1024],
             v4_24: vec![[0; 4]; 1 << 16],
             v4: HashMap::new(),
             v6: HashMap::new(),
@@ -258,10 +256,8 @@ impl IpBuilder {
         let first = net >> 8;
         let count = if len >= 24 { 1 } else { 1u32 << (24 - len) };
         for q in first..first + count {
-            let p = q >> 8;
-            self.v4_16[(p >> 6) as usize] |= 1 << (p & 63);
             let b = (q & 255) as usize;
-            self.v4_24[p as usize][b / 64] |= 1 << (b % 64);
+            self.v4_24[(q >> 8) as usize][b / 64] |= 1 << (b % 64);
         }
     }
 
@@ -309,9 +305,9 @@ impl IpBuilder {
     pub fn finish(self, pool: &mut Vec<u32>) -> BuiltIps {
         let (v4_levels, v4_slots) = lay_out(self.v4, &self.lists, pool);
         let (v6_levels, v6_slots) = lay_out(self.v6, &self.lists, pool);
-        let (v4_ranks, v4_blocks) = v4_blocks(&self.v4_16, &self.v4_24);
+        let (v4_16, v4_ranks, v4_blocks) = v4_summary(&self.v4_24);
         BuiltIps {
-            v4_16: self.v4_16,
+            v4_16,
             v4_ranks,
             v4_blocks,
             v4_levels,
@@ -322,21 +318,22 @@ impl IpBuilder {
     }
 }
 
-/// The ranks of the /16 bitmap's words and the /24 blocks of its set bits, in order: what [`IpView::lookup_v4`]
-/// reads, and what opening a file checks its sections against.
-pub fn v4_blocks(v4_16: &[u64], v4_24: &[[u64; 4]]) -> (Vec<u32>, Vec<u64>) {
-    let (mut ranks, mut blocks) = (Vec::with_capacity(v4_16.len()), Vec::new());
+/// From the /24 blocks of every /16: the bitmap of the /16s whose block is not empty, the ranks of its words, and
+/// the blocks of its set bits in order, which is what [`IpView::lookup_v4`] reads.
+fn v4_summary(v4_24: &[[u64; 4]]) -> (Vec<u64>, Vec<u32>, Vec<u64>) {
+    let (mut v4_16, mut ranks, mut blocks) = (vec![0u64; v4_24.len() / 64], Vec::new(), Vec::new());
     let mut seen = 0;
-    for (w, &word) in v4_16.iter().enumerate() {
+    for (w, sixteens) in v4_24.chunks(64).enumerate() {
         ranks.push(seen);
-        seen += word.count_ones();
-        let mut x = word;
-        while x != 0 {
-            blocks.extend_from_slice(&v4_24[w * 64 + x.trailing_zeros() as usize]);
-            x &= x - 1;
+        for (i, block) in sixteens.iter().enumerate() {
+            if block.iter().any(|&x| x != 0) {
+                v4_16[w] |= 1 << i;
+                blocks.extend_from_slice(block);
+                seen += 1;
+            }
         }
     }
-    (ranks, blocks)
+    (v4_16, ranks, blocks)
 }
 
 /// Whether `ranks` are the running bit counts of `v4_16` and `blocks` has four words for each of its bits: all a
