@@ -309,6 +309,7 @@ fn a_mapped_file_scans_as_the_same_bytes_piped_or_read() {
     for extra in [
         &["--threads", "2"][..],
         &["--threads", "1", "--fields", "id.orig_h,query"],
+        &["--threads", "2", "--fields", "id.orig_h,query"],
     ] {
         let mut args = vec!["scan", "--iocs", SAMPLE, "--max-line-bytes", "4000", "--stats"];
         args.extend_from_slice(extra);

@@ -7,9 +7,8 @@ use anyhow::{Context, Result};
 use iocmatch::scan::field::{last_header, TsvFields};
 use iocmatch::scan::{FieldFilter, FieldHit, LineScanner, ScanStats, Sink};
 use iocmatch::sink::{ecs, OutputFormat};
-use iocmatch::source::{open_input, spans, Batch, ChunkReader, MappedFile, ReadAhead, Span};
+use iocmatch::source::{open_input, spans, Batch, Chunk, ChunkReader, MappedFile, ReadAhead, Span};
 use iocmatch::Snapshot;
-use rayon::prelude::*;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -170,48 +169,57 @@ fn scan_input(
     let reader = open_input(path).map_err(|e| InputError::Input(format!("{name}: {e}")))?;
     let chunks = ChunkReader::new(reader, CHUNK_BYTES, args.max_line_bytes);
     // The next batch is read while this one is scanned.
-    let mut ahead = ReadAhead::spawn(chunks, input.batch_len(), name.clone())
+    let ahead = ReadAhead::spawn(chunks, input.batch_len(), name.clone())
         .map_err(|e| InputError::Input(format!("{name}: {e}")))?;
-    loop {
-        let Some(Batch { chunks: batch, error }) = ahead.next_batch() else {
-            return Ok(());
-        };
-        let read_error = error.map(|(at, e)| format!("{name}: read error after byte {at}: {e}"));
-        let pieces: Vec<Piece> = batch
-            .iter()
-            .map(|c| Piece {
-                data: &c.data,
-                offset: c.offset,
-                truncated: c.truncated,
-                fields_header: c.fields_header.as_ref(),
-            })
-            .collect();
-        input.scan(&pieces)?;
-        for c in batch {
-            ahead.recycle(c.data);
+    let ahead = std::cell::RefCell::new(ahead);
+    let mut batch = Vec::new().into_iter();
+    let mut read_error = None;
+    // A read error is reported once the chunks read before it are scanned and written.
+    let pieces = std::iter::from_fn(|| loop {
+        if let Some(c) = batch.next() {
+            let Chunk {
+                offset,
+                data,
+                truncated,
+                fields_header,
+            } = c;
+            return Some(Ok(Piece {
+                data,
+                offset,
+                truncated,
+                fields_header,
+            }));
         }
-        if let Some(msg) = read_error {
-            return Err(InputError::Input(msg));
+        if let Some(msg) = read_error.take() {
+            return Some(Err(InputError::Input(msg)));
         }
-    }
+        let Batch { chunks, error } = ahead.borrow_mut().next_batch()?;
+        read_error = error.map(|(at, e)| format!("{name}: read error after byte {at}: {e}"));
+        batch = chunks.into_iter();
+    });
+    input.scan(pieces, &mut |p| ahead.borrow().recycle(p.data))
 }
 
-/// What the paging helper of a mapped scan does next: map a batch's pages in, or let a scanned batch's go.
+/// What the paging helper of a mapped scan does next: map a piece's pages in, or let a scanned piece's go.
 enum Paging {
     In(std::ops::Range<usize>),
     Out(std::ops::Range<usize>),
 }
 
-/// A run of whole lines to scan: a chunk read into a buffer, or a span of a mapped file.
-struct Piece<'a> {
-    data: &'a [u8],
+/// A run of whole lines to scan: a chunk read into a buffer (`D` is its `Vec`), or a span of a mapped file (a slice
+/// of the map). A scanning thread holds it while it scans, and hands it back with the output.
+struct Piece<D> {
+    data: D,
     /// Byte offset of `data[0]` in the input.
     offset: u64,
     /// Lines cut at the cap before they got here.
     truncated: u64,
     /// The piece's last Zeek `#fields` header, when it has one.
-    fields_header: Option<&'a TsvFields>,
+    fields_header: Option<TsvFields>,
 }
+
+/// A scanned piece, its place in the input, and its output and counts.
+type Scanned<D> = (usize, Piece<D>, Vec<u8>, ScanStats);
 
 /// One input being scanned: where its pieces go, and the Zeek columns in effect so far.
 struct Input<'a, W> {
@@ -226,19 +234,19 @@ struct Input<'a, W> {
 }
 
 impl<W: Write> Input<'_, W> {
-    /// Pieces scanned at once: two per thread, so a thread with a slow piece does not hold the others up.
+    /// Pieces read or mapped ahead of the one being handed out: two per thread.
     fn batch_len(&self) -> usize {
         self.pool.current_num_threads() * 2
     }
 
-    /// A mapped file, split into pieces in place; each batch's pages are let go once scanned. When the scanning
-    /// threads leave a core free, a helper thread on it maps each batch's pages in while the batch before it is
+    /// A mapped file, split into pieces in place; each piece's pages are let go once its output is written. When
+    /// the scanning threads leave a core free, a helper thread on it maps each piece's pages in before it is
     /// scanned and lets them go after: the page faults and unmapping (about 7% of a scanning thread's samples) are
     /// then off the scanning threads. With every core scanning, the helper only took time from them.
     fn mapped(&mut self, map: &MappedFile, file: &Path, name: &str) -> Result<(), InputError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         if self.pool.current_num_threads() >= cores {
-            self.mapped_batches(map, &mut |p| {
+            self.mapped_pieces(map, &mut |p| {
                 if let Paging::Out(r) = p {
                     map.release(r)
                 }
@@ -274,80 +282,161 @@ impl<W: Write> Input<'_, W> {
                 })
                 .map_err(|e| InputError::Input(format!("{name}: {e}")))?;
             // A send fails only if the helper is gone, and then the pages fault in and stay: nothing is lost.
-            self.mapped_batches(map, &mut |p| {
+            self.mapped_pieces(map, &mut |p| {
                 let _ = paging.send(p);
             })
         })
     }
 
-    /// The batches of [`Self::mapped`]: `paging` is told to map each one's pages in before the one before it is
-    /// scanned, and to let them go once it is scanned.
-    fn mapped_batches(&mut self, map: &MappedFile, paging: &mut dyn FnMut(Paging)) -> Result<(), InputError> {
+    /// The pieces of [`Self::mapped`]: `paging` is told to map each one's pages in [`Self::batch_len`] pieces
+    /// before it is handed out, and to let them go once its output is written.
+    fn mapped_pieces(&mut self, map: &MappedFile, paging: &mut dyn FnMut(Paging)) -> Result<(), InputError> {
         let bytes = map.bytes();
         // Only sinks that attribute fields (or a field filter) need the Zeek headers: a count does not look.
         let headers = self.args.output != OutputFormat::Count || self.args.filter.is_some();
         let mut spans = spans(bytes, CHUNK_BYTES, self.args.max_line_bytes);
-        let range = |b: &[Span]| Some(b.first()?.range.start..b.last()?.range.end);
-        let mut next: Vec<Span> = spans.by_ref().take(self.batch_len()).collect();
-        loop {
-            let batch = std::mem::replace(&mut next, spans.by_ref().take(self.batch_len()).collect());
-            let Some(scanned) = range(&batch) else {
-                return Ok(());
-            };
-            if let Some(r) = range(&next) {
-                paging(Paging::In(r));
-            }
-            let found: Vec<Option<TsvFields>> = batch
-                .iter()
-                .map(|s| headers.then(|| last_header(&bytes[s.range.clone()])).flatten())
-                .collect();
-            let pieces: Vec<Piece> = batch
-                .iter()
-                .zip(&found)
-                .map(|(s, h)| Piece {
-                    data: &bytes[s.range.clone()],
-                    offset: s.range.start as u64,
-                    truncated: s.truncated,
-                    fields_header: h.as_ref(),
-                })
-                .collect();
-            self.scan(&pieces)?;
-            paging(Paging::Out(scanned));
+        let mut ahead: std::collections::VecDeque<Span> = spans.by_ref().take(self.batch_len()).collect();
+        for s in &ahead {
+            paging(Paging::In(s.range.clone()));
         }
+        let paging = std::cell::RefCell::new(paging);
+        let pieces = std::iter::from_fn(|| {
+            let s = ahead.pop_front()?;
+            if let Some(next) = spans.next() {
+                (paging.borrow_mut())(Paging::In(next.range.clone()));
+                ahead.push_back(next);
+            }
+            let data = &bytes[s.range.clone()];
+            Some(Ok(Piece {
+                data,
+                offset: s.range.start as u64,
+                truncated: s.truncated,
+                fields_header: headers.then(|| last_header(data)).flatten(),
+            }))
+        });
+        self.scan(pieces, &mut |p| {
+            let start = p.offset as usize;
+            (paging.borrow_mut())(Paging::Out(start..start + p.data.len()))
+        })
     }
 
-    /// Scans a batch of pieces in parallel and writes their output in input order.
-    fn scan(&mut self, pieces: &[Piece]) -> Result<(), InputError> {
-        // The Zeek `#fields` header in effect at the start of each piece, in input order.
-        let headers: Vec<Option<TsvFields>> = pieces
-            .iter()
-            .map(|p| {
-                let at_start = self.tsv.clone();
-                if let Some(h) = p.fields_header {
-                    self.tsv = Some(h.clone());
-                }
-                at_start
-            })
-            .collect();
+    /// Scans the pieces and writes their output in input order; `done` gets each piece back once its output is
+    /// written (a buffer to recycle, pages to let go). An error from `pieces` is returned once the pieces before it
+    /// are written.
+    ///
+    /// With one scanning thread, each piece is scanned on this thread: handing every batch to a pool thread and
+    /// waiting for it left neither running for about a sixth of the time (a parked thread's wake-up, twice a
+    /// batch). With more, pieces go to the pool as they come, [`WINDOW_PER_THREAD`] a thread in flight, and each
+    /// is written as soon as those before it are, so no scanning thread waits for the writer or for a slow piece
+    /// of a batch.
+    fn scan<D: AsRef<[u8]> + Send>(
+        &mut self,
+        pieces: impl Iterator<Item = Result<Piece<D>, InputError>>,
+        done: &mut dyn FnMut(Piece<D>),
+    ) -> Result<(), InputError> {
         let (snap, args, path) = (self.snap, self.args, self.path);
-        let one = |(p, h): (&Piece, Option<TsvFields>)| scan_piece(snap, p, args, h, path);
-        // One scanning thread scans on this one: handing every batch to a pool thread and waiting for it left
-        // neither running for about a sixth of the time (the wake-up of a parked thread, twice a batch).
-        let results: Vec<(Vec<u8>, ScanStats)> = if self.pool.current_num_threads() == 1 {
-            pieces.iter().zip(headers).map(one).collect()
-        } else {
-            self.pool.install(|| pieces.par_iter().zip(headers).map(one).collect())
-        };
-        for (bytes, stats) in &results {
-            self.out.write_all(bytes).map_err(InputError::Output)?;
-            self.total.merge(stats);
+        let threads = self.pool.current_num_threads();
+        if threads == 1 {
+            for p in pieces {
+                let p = p?;
+                let tsv = self.enter(&p);
+                let (out, stats) = scan_piece(snap, &p, args, tsv, path);
+                self.write_one(p, &out, &stats, done)?;
+            }
+            return Ok(());
         }
-        if let Some(p) = self.progress {
-            p.inc(pieces.iter().map(|c| c.data.len() as u64).sum());
+        let window = threads * WINDOW_PER_THREAD;
+        self.pool.in_place_scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel::<Scanned<D>>();
+            let mut ready = std::collections::BTreeMap::new();
+            let (mut sent, mut written) = (0, 0);
+            let mut failed = None;
+            for p in pieces {
+                let p = match p {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                let tsv = self.enter(&p);
+                let tx = tx.clone();
+                let i = sent;
+                scope.spawn(move |_| {
+                    let (out, stats) = scan_piece(snap, &p, args, tsv, path);
+                    // The receiver is gone only when writing failed, and then the output is not wanted.
+                    let _ = tx.send((i, p, out, stats));
+                });
+                sent += 1;
+                while sent - written >= window {
+                    self.receive(&rx, &mut ready, &mut written, done)?;
+                }
+            }
+            while written < sent {
+                self.receive(&rx, &mut ready, &mut written, done)?;
+            }
+            failed.map_or(Ok(()), Err)
+        })
+    }
+
+    /// The Zeek columns in effect at the start of `p`; those of its last header from then on.
+    fn enter<D>(&mut self, p: &Piece<D>) -> Option<TsvFields> {
+        let at_start = self.tsv.clone();
+        if let Some(h) = &p.fields_header {
+            self.tsv = Some(h.clone());
+        }
+        at_start
+    }
+
+    /// Waits for one scanned piece, then writes every piece that is next in input order.
+    fn receive<D: AsRef<[u8]>>(
+        &mut self,
+        rx: &std::sync::mpsc::Receiver<Scanned<D>>,
+        ready: &mut std::collections::BTreeMap<usize, (Piece<D>, Vec<u8>, ScanStats)>,
+        written: &mut usize,
+        done: &mut dyn FnMut(Piece<D>),
+    ) -> Result<(), InputError> {
+        // Every sender is alive until the scope ends, so this only waits.
+        let (i, p, out, stats) = rx.recv().expect("a scanning task sends before it ends");
+        ready.insert(i, (p, out, stats));
+        self.write(ready, written, done)
+    }
+
+    /// Writes the pieces of `ready` that are next in input order, from `*written` on.
+    fn write<D: AsRef<[u8]>>(
+        &mut self,
+        ready: &mut std::collections::BTreeMap<usize, (Piece<D>, Vec<u8>, ScanStats)>,
+        written: &mut usize,
+        done: &mut dyn FnMut(Piece<D>),
+    ) -> Result<(), InputError> {
+        while let Some((p, out, stats)) = ready.remove(written) {
+            self.write_one(p, &out, &stats, done)?;
+            *written += 1;
         }
         Ok(())
     }
+
+    /// Writes one piece's output and counts it.
+    fn write_one<D: AsRef<[u8]>>(
+        &mut self,
+        p: Piece<D>,
+        out: &[u8],
+        stats: &ScanStats,
+        done: &mut dyn FnMut(Piece<D>),
+    ) -> Result<(), InputError> {
+        self.out.write_all(out).map_err(InputError::Output)?;
+        self.total.merge(stats);
+        if let Some(bar) = self.progress {
+            bar.inc(p.data.as_ref().len() as u64);
+        }
+        done(p);
+        Ok(())
+    }
 }
+
+/// Pieces in flight per scanning thread: enough that a thread finds the next one queued while the writer catches
+/// up, few enough that the output and pages held stay a few MiB a thread.
+const WINDOW_PER_THREAD: usize = 4;
 
 /// Writes each line with hits as `scan --output` says, into the piece's output buffer (kept in input order).
 struct OutputSink<'a> {
@@ -375,9 +464,9 @@ impl Sink for OutputSink<'_> {
     }
 }
 
-fn scan_piece(
+fn scan_piece<D: AsRef<[u8]>>(
     snap: &Snapshot,
-    piece: &Piece,
+    piece: &Piece<D>,
     args: &ScanArgs,
     tsv: Option<TsvFields>,
     path: Option<&str>,
@@ -394,7 +483,7 @@ fn scan_piece(
     }
     scanner.set_tsv(tsv);
     scanner.stats.truncated_lines = piece.truncated;
-    scanner.buffer(snap, piece.data, &mut sink);
+    scanner.buffer(snap, piece.data.as_ref(), &mut sink);
     (sink.out, scanner.stats)
 }
 
