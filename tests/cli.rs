@@ -256,6 +256,60 @@ fn gzip_input_is_read_directly() {
 }
 
 #[test]
+fn a_gzip_cut_short_is_scanned_up_to_the_break_and_the_break_is_named() {
+    // Several chunks' worth of lines with hits all through, compressed and cut in the middle.
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = Vec::new();
+    for i in 0..120_000u32 {
+        if i % 991 == 0 {
+            writeln!(raw, "{i} Invalid user from 35.188.49.176 port {i}").unwrap();
+        } else {
+            writeln!(raw, "{i} GET /index.html from 192.0.2.{} ok", i % 250).unwrap();
+        }
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&raw).unwrap();
+    let gz = enc.finish().unwrap();
+    let cut = dir.path().join("cut.log.gz");
+    std::fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
+    for threads in ["1", "2"] {
+        let out = iocmatch(&[
+            "scan",
+            "--iocs",
+            SAMPLE,
+            "--threads",
+            threads,
+            "--output",
+            "lines",
+            cut.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let at: usize = err
+            .split("read error after byte ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no byte named in {err}"));
+        assert!(err.contains(cut.to_str().unwrap()), "{err}");
+        // Every whole line read before the break is scanned and written, in order; the cut line after them is not.
+        let before: Vec<u8> = raw[..at]
+            .split_inclusive(|b| *b == b'\n')
+            .filter(|l| l.ends_with(b"\n"))
+            .filter(|l| l.windows(13).any(|w| w == b"35.188.49.176"))
+            .flatten()
+            .copied()
+            .collect();
+        assert!(before.len() > 1_000, "{at}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&before),
+            "threads {threads}"
+        );
+    }
+}
+
+#[test]
 fn many_threads_keep_input_order_and_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.log");

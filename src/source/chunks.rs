@@ -30,6 +30,8 @@ pub struct ChunkReader<R> {
     eof: bool,
     /// Buffers of chunks already scanned, reused for the next ones.
     spare: Vec<Vec<u8>>,
+    /// A read error held back while the whole lines read before it are handed out.
+    failed: Option<io::Error>,
 }
 
 const READ_SIZE: usize = 256 * 1024;
@@ -44,6 +46,7 @@ impl<R: Read> ChunkReader<R> {
             max_line: max_line.max(1),
             eof: false,
             spare: Vec::new(),
+            failed: None,
         }
     }
 
@@ -104,8 +107,13 @@ impl<R: Read> ChunkReader<R> {
 
     /// The next run of whole lines (or one cut line), before its header is looked for.
     fn next_lines(&mut self) -> io::Result<Option<Chunk>> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         while !self.eof && self.pending.len() < self.target {
-            self.fill()?;
+            if let Err(e) = self.fill() {
+                return self.after_error(e);
+            }
         }
         loop {
             if let Some(nl) = memchr::memrchr(b'\n', &self.pending) {
@@ -121,7 +129,22 @@ impl<R: Read> ChunkReader<R> {
             if self.pending.len() > self.max_line {
                 return self.cut_long_line().map(Some);
             }
-            self.fill()?;
+            if let Err(e) = self.fill() {
+                return self.after_error(e);
+            }
+        }
+    }
+
+    /// A read error: the whole lines read before it are handed out first (up to a chunk of them had been read and
+    /// were lost with the error), and the error comes with the next call. A partial last line is not: its cut
+    /// could make a look-alike of an indicator (`evil.co` of `evil.com`). It stays counted in [`Self::offset`].
+    fn after_error(&mut self, e: io::Error) -> io::Result<Option<Chunk>> {
+        match memchr::memrchr(b'\n', &self.pending) {
+            Some(nl) => {
+                self.failed = Some(e);
+                Ok(Some(self.take(nl + 1)))
+            }
+            None => Err(e),
         }
     }
 
