@@ -107,12 +107,13 @@ impl<R: Read> ChunkReader<R> {
 
     /// The next run of whole lines (or one cut line), before its header is looked for.
     fn next_lines(&mut self) -> io::Result<Option<Chunk>> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
+        if self.failed.is_some() {
+            return self.after_error();
         }
         while !self.eof && self.pending.len() < self.target {
             if let Err(e) = self.fill() {
-                return self.after_error(e);
+                self.failed = Some(e);
+                return self.after_error();
             }
         }
         loop {
@@ -127,42 +128,54 @@ impl<R: Read> ChunkReader<R> {
                 return Ok(Some(self.take(n)));
             }
             if self.pending.len() > self.max_line {
-                return self.cut_long_line().map(Some);
+                return Ok(Some(self.cut_long_line()));
             }
             if let Err(e) = self.fill() {
-                return self.after_error(e);
-            }
-        }
-    }
-
-    /// A read error: the whole lines read before it are handed out first (up to a chunk of them had been read and
-    /// were lost with the error), and the error comes with the next call. A partial last line is not: its cut
-    /// could make a look-alike of an indicator (`evil.co` of `evil.com`). It stays counted in [`Self::offset`].
-    fn after_error(&mut self, e: io::Error) -> io::Result<Option<Chunk>> {
-        match memchr::memrchr(b'\n', &self.pending) {
-            Some(nl) => {
                 self.failed = Some(e);
-                Ok(Some(self.take(nl + 1)))
+                return self.after_error();
             }
-            None => Err(e),
         }
     }
 
-    /// Emits the first `max_line` bytes of an over-long line and discards the rest of it without buffering it.
-    fn cut_long_line(&mut self) -> io::Result<Chunk> {
-        let mut chunk = Chunk {
+    /// After a read error: the whole lines read before it (up to a chunk of them had been read and were lost with
+    /// the error), then the first `max_line` bytes of a line over the cap at the break, as the cap cuts any such
+    /// line, and then the error. A shorter partial line at the break is not handed out: its cut could make a
+    /// look-alike of an indicator (`evil.co` of `evil.com`). It stays counted in [`Self::offset`].
+    fn after_error(&mut self) -> io::Result<Option<Chunk>> {
+        if let Some(nl) = memchr::memrchr(b'\n', &self.pending) {
+            return Ok(Some(self.take(nl + 1)));
+        }
+        if self.pending.len() > self.max_line {
+            return Ok(Some(self.cut_pending()));
+        }
+        Err(self.failed.take().expect("a read error is held"))
+    }
+
+    /// The first `max_line` bytes of the line over the cap that fills `pending`, as a line of its own counted as
+    /// cut; the rest of `pending` is dropped.
+    fn cut_pending(&mut self) -> Chunk {
+        let mut data = self.pending[..self.max_line].to_vec();
+        data.push(b'\n');
+        let chunk = Chunk {
             offset: self.offset,
-            data: self.pending[..self.max_line].to_vec(),
+            data,
             truncated: 1,
             fields_header: None,
         };
         self.offset += self.pending.len() as u64;
         self.pending.clear();
-        loop {
-            if self.eof {
+        chunk
+    }
+
+    /// Emits the first `max_line` bytes of an over-long line and discards the rest of it without buffering it. A
+    /// read error while the rest is skipped is held for the next call: the cut line is whole as far as the cap goes.
+    fn cut_long_line(&mut self) -> Chunk {
+        let chunk = self.cut_pending();
+        while !self.eof {
+            if let Err(e) = self.fill() {
+                self.failed = Some(e);
                 break;
             }
-            self.fill()?;
             if let Some(nl) = memchr::memchr(b'\n', &self.pending) {
                 self.offset += nl as u64 + 1;
                 self.pending.drain(..=nl);
@@ -171,8 +184,7 @@ impl<R: Read> ChunkReader<R> {
             self.offset += self.pending.len() as u64;
             self.pending.clear();
         }
-        chunk.data.push(b'\n');
-        Ok(chunk)
+        chunk
     }
 }
 
@@ -232,6 +244,34 @@ mod tests {
         for c in &cs {
             assert_eq!(&input[c.offset as usize..c.offset as usize + c.data.len()], &c.data[..]);
         }
+    }
+
+    /// Fails every read: what follows the good bytes of a broken input.
+    struct Broken;
+
+    impl Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk on fire"))
+        }
+    }
+
+    #[test]
+    fn a_read_error_comes_after_every_whole_line_and_cut_line_read_before_it() {
+        // Whole lines, then a partial one: the partial one is not handed out.
+        let mut r = ChunkReader::new(io::Read::chain(&b"one\ntwo\nthr"[..], Broken), 1 << 20, 1000);
+        let c = r.next_chunk().unwrap().unwrap();
+        assert_eq!(c.data, b"one\ntwo\n");
+        assert_eq!(r.next_chunk().unwrap_err().to_string(), "disk on fire");
+        assert_eq!(r.offset(), 11);
+        // A line over the cap whose rest was being skipped: its first `max_line` bytes are a line of their own.
+        let mut input = b"short\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 5000));
+        let mut r = ChunkReader::new(io::Read::chain(&input[..], Broken), 16, 1000);
+        assert_eq!(r.next_chunk().unwrap().unwrap().data, b"short\n");
+        let cut = r.next_chunk().unwrap().unwrap();
+        assert_eq!((cut.offset, cut.truncated, cut.data.len()), (6, 1, 1001));
+        assert!(r.next_chunk().is_err());
+        assert_eq!(r.offset(), 5006);
     }
 
     #[test]
