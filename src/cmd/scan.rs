@@ -218,8 +218,8 @@ struct Piece<D> {
     fields_header: Option<TsvFields>,
 }
 
-/// A scanned piece, its place in the input, and its output and counts.
-type Scanned<D> = (usize, Piece<D>, Vec<u8>, ScanStats);
+/// A scanned piece, its place in the input, and its output and counts (or the panic that stopped its scan).
+type Scanned<D> = (usize, Piece<D>, std::thread::Result<(Vec<u8>, ScanStats)>);
 
 /// One input being scanned: where its pieces go, and the Zeek columns in effect so far.
 struct Input<'a, W> {
@@ -363,9 +363,13 @@ impl<W: Write> Input<'_, W> {
                 let tx = tx.clone();
                 let i = sent;
                 scope.spawn(move |_| {
-                    let (out, stats) = scan_piece(snap, &p, args, tsv, path);
+                    // A panic goes to the writer as a result, which raises it again: a piece that never came back
+                    // would have the writer wait for it for ever.
+                    let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        scan_piece(snap, &p, args, tsv, path)
+                    }));
                     // The receiver is gone only when writing failed, and then the output is not wanted.
-                    let _ = tx.send((i, p, out, stats));
+                    let _ = tx.send((i, p, scanned));
                 });
                 sent += 1;
                 while sent - written >= window {
@@ -397,7 +401,8 @@ impl<W: Write> Input<'_, W> {
         done: &mut dyn FnMut(Piece<D>),
     ) -> Result<(), InputError> {
         // Every sender is alive until the scope ends, so this only waits.
-        let (i, p, out, stats) = rx.recv().expect("a scanning task sends before it ends");
+        let (i, p, scanned) = rx.recv().expect("a scanning task sends before it ends");
+        let (out, stats) = scanned.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         ready.insert(i, (p, out, stats));
         self.write(ready, written, done)
     }
