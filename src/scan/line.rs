@@ -217,7 +217,7 @@ fn host_token(snap: Probe, line: &[u8], m: &Masks, start: usize, end: usize, r: 
         if r.want_v4 && t.dots.count_ones() >= 3 {
             if t.is_number() && t.dots.count_ones() == 3 {
                 bare_quad(snap, line, &t, hits);
-            } else {
+            } else if t.may_hold_quad() {
                 ipv4_in_token(snap, line, start, t.end, hits);
             }
         }
@@ -376,6 +376,16 @@ impl Token {
             dots: d,
             name: name.window(start) & kept,
         })
+    }
+
+    /// Whether three of its dots are spaced as a dotted quad's (each 2-4 bytes after the one before), which every
+    /// address in it has: most tokens with three dots and a letter (`_ldap._tcp.dc._msdcs.example.com`) have none,
+    /// and are not walked for one.
+    #[inline(always)]
+    fn may_hold_quad(&self) -> bool {
+        let ahead = |x: u64| x >> 2 | x >> 3 | x >> 4;
+        let spaced = self.dots & ahead(self.dots);
+        self.dots & ahead(spaced) != 0
     }
 
     /// Digits and dots only.
@@ -1028,6 +1038,15 @@ mod tests {
         }
     }
 
+    /// The hits of `tok` in a line, as the scan finds them and as the IPv4 walk over the whole token does.
+    fn fast_and_walk(snap: &Snapshot, probe: Probe, scratch: &mut Scratch, tok: &str) -> (Vec<Hit>, Vec<Hit>) {
+        let line = format!("x {tok} y");
+        let (mut fast, mut walk) = (Vec::new(), Vec::new());
+        scan_line_with(snap, line.as_bytes(), scratch, &mut fast);
+        ipv4_in_token(probe, line.as_bytes(), 2, 2 + tok.len(), &mut walk);
+        (fast, walk)
+    }
+
     #[test]
     fn a_bare_quad_is_read_as_the_walk_reads_it() {
         let ips = [
@@ -1054,10 +1073,7 @@ mod tests {
                 for c in ["0", "3", "00", "255"] {
                     for d in octets {
                         let tok = format!("{a}.{b}.{c}.{d}");
-                        let line = format!("x {tok} y");
-                        let (mut fast, mut walk) = (Vec::new(), Vec::new());
-                        scan_line_with(&snap, line.as_bytes(), &mut scratch, &mut fast);
-                        ipv4_in_token(probe, line.as_bytes(), 2, 2 + tok.len(), &mut walk);
+                        let (fast, walk) = fast_and_walk(&snap, probe, &mut scratch, &tok);
                         assert_eq!(fast, walk, "{tok}");
                         quads += 1;
                         found += !fast.is_empty() as usize;
@@ -1066,6 +1082,53 @@ mod tests {
             }
         }
         assert!(quads > 6000 && found > 10, "{quads} tokens, {found} with hits");
+    }
+
+    #[test]
+    fn a_token_is_walked_for_quads_whenever_one_could_be_in_it() {
+        // Tokens with a letter and three dots or more: the walk is skipped when no three dots are spaced as a
+        // quad's, so the scan must find what the walk finds on every one, with quads glued to labels, to more
+        // dots, to numbers, and with octets too long to be one.
+        let snap = crate::snapshot::tests::compiled(&[("ip-dst", "1.2.3.4"), ("ip-dst", "10.20.30.0/24")]);
+        let probe = Probe {
+            c: &snap.base,
+            offset: 0,
+            mask: None,
+        };
+        let mut scratch = Scratch::new();
+        let (mut tokens, mut found, mut skipped) = (0, 0, 0);
+        for pre in ["", "a", "host-", "x.y.", "a.bb.", "1.", "a.1.", "ab12.", "_ldap._tcp."] {
+            for quad in [
+                "1.2.3.4",
+                "10.20.30.40",
+                "1.2.3.44",
+                "1.2.3",
+                "1.2.3.4444",
+                "01.2.3.4",
+                "1.2.3.4.5",
+            ] {
+                for post in ["", ".com", "-a", ".x.y", ".5", "a", ".b.example.org"] {
+                    let tok = format!("{pre}{quad}{post}");
+                    let (fast, walk) = fast_and_walk(&snap, probe, &mut scratch, &tok);
+                    assert_eq!(fast, walk, "{tok}");
+                    tokens += 1;
+                    found += !fast.is_empty() as usize;
+                }
+            }
+        }
+        for tok in [
+            "_ldap._tcp.dc._msdcs.example.com",
+            "a.bcde.fghij.k",
+            "ab.cdefg.h.ijklm.no",
+        ] {
+            let (fast, walk) = fast_and_walk(&snap, probe, &mut scratch, tok);
+            assert!(fast.is_empty() && walk.is_empty(), "{tok}");
+            let mut m = Masks::default();
+            m.classify(tok.as_bytes(), Path::Scalar);
+            let t = Token::of(0, tok.len(), m.dot(), m.name()).unwrap();
+            skipped += !t.may_hold_quad() as usize;
+        }
+        assert!(tokens > 400 && found > 50 && skipped == 3, "{tokens} {found} {skipped}");
     }
 
     #[test]
