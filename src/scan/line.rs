@@ -54,6 +54,8 @@ impl Probe<'_> {
 pub struct Scratch {
     masks: Masks,
     path: Path,
+    /// The line's candidate ends and host-run starts, a word of each per mask word, on the AVX-512 path.
+    ends: (Vec<u64>, Vec<u64>),
 }
 
 impl Scratch {
@@ -67,6 +69,7 @@ impl Scratch {
         Scratch {
             masks: Masks::default(),
             path,
+            ends: (Vec::new(), Vec::new()),
         }
     }
 }
@@ -119,29 +122,38 @@ impl Scratch {
 }
 
 /// [`scan_line_with`] on a line whose masks `scratch` holds already ([`Scratch::classify_line`]).
-pub(crate) fn scan_classified(snap: &Snapshot, line: &[u8], scratch: &Scratch, hits: &mut Vec<Hit>) {
+pub(crate) fn scan_classified(snap: &Snapshot, line: &[u8], scratch: &mut Scratch, hits: &mut Vec<Hit>) {
     hits.clear();
-    let masks = &scratch.masks;
+    let (masks, path, ends) = (&scratch.masks, scratch.path, &mut scratch.ends);
     let json = is_json_line(line);
     let base = Probe {
         c: &snap.base,
         offset: 0,
         mask: snap.overlay.as_ref(),
     };
-    probe_line(base, line, masks, json, hits);
+    probe_line(base, line, masks, path, ends, json, hits);
     if let Some(o) = &snap.overlay {
         let over = Probe {
             c: &o.compiled,
             offset: snap.base.len() as u32,
             mask: None,
         };
-        probe_line(over, line, masks, json, hits);
+        probe_line(over, line, masks, path, ends, json, hits);
     }
 }
 
 /// Every rule, against one layout, over a classified line.
 #[inline]
-fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hit>) {
+#[allow(clippy::too_many_arguments)]
+fn probe_line(
+    snap: Probe,
+    line: &[u8],
+    m: &Masks,
+    path: Path,
+    buf: &mut (Vec<u64>, Vec<u64>),
+    json: bool,
+    hits: &mut Vec<Hit>,
+) {
     let n = line.len();
     let host = m.host();
     let ips = &snap.c.t.ips;
@@ -156,8 +168,26 @@ fn probe_line(snap: Probe, line: &[u8], m: &Masks, json: bool, hits: &mut Vec<Hi
     };
     if want_v4 || want_hosts {
         // Only the tokens a rule can match, each taken from its last byte.
-        let mut ends = Candidates::new(m, !skip_digit_tld);
-        while let Some((w, mut x, starts)) = ends.next_word() {
+        #[cfg(target_arch = "x86_64")]
+        let vector = path == Path::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        let vector = false;
+        if vector {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Path::Avx512` is only chosen when the CPU has AVX-512 F and BW.
+            unsafe {
+                candidate_words_avx512(m, !skip_digit_tld, buf)
+            };
+        }
+        let mut ends = (!vector).then(|| Candidates::new(m, !skip_digit_tld));
+        let words = m.host().words.len();
+        let mut next = |w: usize| match &mut ends {
+            Some(c) => c.next_word(),
+            None => (w < words).then(|| (w, buf.0[w], buf.1[w])),
+        };
+        let mut at = 0;
+        while let Some((w, mut x, starts)) = next(at) {
+            at += 1;
             while x != 0 {
                 let last = x.trailing_zeros();
                 let end = w * 64 + last as usize + 1;
@@ -340,6 +370,77 @@ impl<'a> Candidates<'a> {
             last & ((named & with_dot) | fill(quad, &mut self.carry_quad)),
             starts,
         ))
+    }
+}
+
+/// [`Candidates`] for a whole line, eight mask words a step in the lanes of AVX-512 registers, into `out` (each
+/// word's candidate ends and host-run starts). The carries of the three seeded fills cross lanes as in wide-integer
+/// addition: a lane's carry-out goes into the next, and on through lanes whose sum is all ones.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn candidate_words_avx512(m: &Masks, numbers_too: bool, out: &mut (Vec<u64>, Vec<u64>)) {
+    use std::arch::x86_64::*;
+    let (host, dots, name) = (m.host().words, m.dot().words, m.name().words);
+    let n = host.len();
+    let blocks = n.div_ceil(8);
+    for v in [&mut out.0, &mut out.1] {
+        if v.len() < blocks * 8 {
+            v.resize(blocks * 8, 0);
+        }
+    }
+    let one = _mm512_set1_epi64(1);
+    let all = _mm512_set1_epi64(-1);
+    // Lanes of word `i + off` on that are still in the line.
+    let lanes = |i: usize, off: usize| -> __mmask8 { ((1u16 << n.saturating_sub(i + off).min(8)) - 1) as u8 };
+    // SAFETY (every load): the mask keeps only lanes inside the slice, and masked-off lanes are not read.
+    let load = |v: &[u64], i: usize, off: usize| {
+        _mm512_maskz_loadu_epi64(lanes(i, off), v.as_ptr().wrapping_add(i + off) as *const i64)
+    };
+    let ahead = |x: __m512i, nx: __m512i| {
+        let a = _mm512_or_si512(_mm512_srli_epi64::<2>(x), _mm512_slli_epi64::<62>(nx));
+        let b = _mm512_or_si512(_mm512_srli_epi64::<3>(x), _mm512_slli_epi64::<61>(nx));
+        let c = _mm512_or_si512(_mm512_srli_epi64::<4>(x), _mm512_slli_epi64::<60>(nx));
+        _mm512_or_si512(_mm512_or_si512(a, b), c)
+    };
+    let (mut prev, mut carry_dot, mut carry_name, mut carry_quad) = (_mm512_setzero_si512(), 0u32, 0u32, 0u32);
+    for b in 0..blocks {
+        let i = b * 8;
+        let h = load(host, i, 0);
+        let h_next = load(host, i + 1, 0);
+        let before = _mm512_srli_epi64::<63>(_mm512_alignr_epi64::<7>(h, prev));
+        prev = h;
+        let starts = _mm512_andnot_si512(_mm512_or_si512(_mm512_slli_epi64::<1>(h), before), h);
+        let last = _mm512_andnot_si512(
+            _mm512_or_si512(_mm512_srli_epi64::<1>(h), _mm512_slli_epi64::<63>(h_next)),
+            h,
+        );
+        // Each seeded run from its first seed to its end, as `Candidates::next_word`'s `fill`.
+        let fill = |seeds: __m512i, carry: &mut u32| {
+            let a = _mm512_andnot_si512(seeds, h);
+            let sum = _mm512_add_epi64(a, starts);
+            let generate = _mm512_cmplt_epu64_mask(sum, a) as u32;
+            let propagate = _mm512_cmpeq_epi64_mask(sum, all) as u32;
+            let into = ((generate << 1 | *carry) + propagate) ^ propagate;
+            *carry = into >> 8 & 1;
+            let z = _mm512_mask_add_epi64(sum, into as u8, sum, one);
+            _mm512_and_si512(_mm512_or_si512(z, seeds), h)
+        };
+        let d = load(dots, i, 0);
+        let with_dot = fill(d, &mut carry_dot);
+        let cand = if numbers_too {
+            _mm512_and_si512(last, with_dot)
+        } else {
+            let (d1, d2) = (load(dots, i, 1), load(dots, i, 2));
+            let spaced = _mm512_and_si512(d, ahead(d, d1));
+            let spaced_next = _mm512_and_si512(d1, ahead(d1, d2));
+            let quad = _mm512_and_si512(d, ahead(spaced, spaced_next));
+            let named = fill(load(name, i, 0), &mut carry_name);
+            let quads = fill(quad, &mut carry_quad);
+            _mm512_and_si512(last, _mm512_or_si512(_mm512_and_si512(named, with_dot), quads))
+        };
+        // SAFETY: both vectors have at least `blocks * 8` words.
+        _mm512_storeu_epi64(out.0.as_mut_ptr().add(i) as *mut i64, cand);
+        _mm512_storeu_epi64(out.1.as_mut_ptr().add(i) as *mut i64, starts);
     }
 }
 
@@ -995,8 +1096,16 @@ mod tests {
         let mut next = words(0x51_7cc1_b727_220a);
         let alphabet = b"a.1.2-_ :9.x";
         let mut masks = Masks::default();
+        let mut vector_rounds = 0;
         for round in 0..3000 {
             let len = (next() % 700) as usize + if round % 10 == 0 { 2100 } else { 0 };
+            // Short tokens, and host runs that fill whole words (and the lanes of several vectors) with a seed
+            // rarely or never, so carries cross words, lanes and blocks of eight.
+            let alphabet: &[u8] = match round % 3 {
+                0 => alphabet,
+                1 => b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1.",
+                _ => b"11111111111111111111111111111111111111111111111111111111111111111.a ",
+            };
             let line: Vec<u8> = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
@@ -1005,11 +1114,27 @@ mod tests {
             let spaced = |i: usize| dot(i) && (i + 2..=i + 4).any(dot);
             let quad_seed = |i: usize| dot(i) && (i + 2..=i + 4).any(spaced);
             for numbers_too in [false, true] {
-                let mut got = Vec::new();
+                let (mut got, mut starts) = (Vec::new(), Vec::new());
                 let mut ends = Candidates::new(&masks, numbers_too);
-                while let Some((w, x, _)) = ends.next_word() {
+                while let Some((w, x, st)) = ends.next_word() {
                     assert_eq!(w, got.len());
                     got.push(x);
+                    starts.push(st);
+                }
+                // The vector search finds the same words, carries across lanes and blocks of eight included.
+                #[cfg(target_arch = "x86_64")]
+                if Path::available().contains(&Path::Avx512) {
+                    let mut buf = (Vec::new(), Vec::new());
+                    // SAFETY: the CPU has AVX-512 F (checked above).
+                    unsafe { candidate_words_avx512(&masks, numbers_too, &mut buf) };
+                    assert_eq!(
+                        buf.0[..got.len()],
+                        got[..],
+                        "{numbers_too} {:?}",
+                        String::from_utf8_lossy(&line)
+                    );
+                    assert_eq!(buf.1[..got.len()], starts[..]);
+                    vector_rounds += 1;
                 }
                 let mut want = vec![0u64; len.div_ceil(64)];
                 let mut i = 0;
@@ -1036,6 +1161,8 @@ mod tests {
                 assert_eq!(got, want, "{numbers_too} {:?}", String::from_utf8_lossy(&line));
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        assert!(vector_rounds == 6000 || !Path::available().contains(&Path::Avx512));
     }
 
     /// The hits of `tok` in a line, as the scan finds them and as the IPv4 walk over the whole token does.

@@ -181,7 +181,7 @@ impl LineScanner {
             if line.len() < raw {
                 self.scratch.truncate(line.len());
             }
-            scan_classified(snap, line, &self.scratch, &mut self.hits);
+            scan_classified(snap, line, &mut self.scratch, &mut self.hits);
             self.report(snap, pos, line, sink);
             pos += raw + 1;
         }
