@@ -392,7 +392,8 @@ impl<W: Write> Input<'_, W> {
         at_start
     }
 
-    /// Waits for one scanned piece, then writes every piece that is next in input order.
+    /// Waits for one scanned piece, then writes every piece of `ready` that is next in input order, from
+    /// `*written` on.
     fn receive<D: AsRef<[u8]>>(
         &mut self,
         rx: &std::sync::mpsc::Receiver<Scanned<D>>,
@@ -404,16 +405,6 @@ impl<W: Write> Input<'_, W> {
         let (i, p, scanned) = rx.recv().expect("a scanning task sends before it ends");
         let (out, stats) = scanned.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         ready.insert(i, (p, out, stats));
-        self.write(ready, written, done)
-    }
-
-    /// Writes the pieces of `ready` that are next in input order, from `*written` on.
-    fn write<D: AsRef<[u8]>>(
-        &mut self,
-        ready: &mut std::collections::BTreeMap<usize, (Piece<D>, Vec<u8>, ScanStats)>,
-        written: &mut usize,
-        done: &mut dyn FnMut(Piece<D>),
-    ) -> Result<(), InputError> {
         while let Some((p, out, stats)) = ready.remove(written) {
             self.write_one(p, &out, &stats, done)?;
             *written += 1;

@@ -484,9 +484,9 @@ impl Token {
     /// and are not walked for one.
     #[inline(always)]
     fn may_hold_quad(&self) -> bool {
-        let ahead = |x: u64| x >> 2 | x >> 3 | x >> 4;
-        let spaced = self.dots & ahead(self.dots);
-        self.dots & ahead(spaced) != 0
+        // The token is one word: nothing follows it.
+        let spaced = self.dots & Candidates::ahead(self.dots, 0);
+        self.dots & Candidates::ahead(spaced, 0) != 0
     }
 
     /// Digits and dots only.

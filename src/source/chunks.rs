@@ -52,16 +52,20 @@ impl<R: Read> ChunkReader<R> {
 
     /// Reads up to `READ_SIZE` more bytes into `pending`'s spare capacity: `read_to_end` on a `take` reads into
     /// uninitialised memory, where resizing first would zero every byte before the read overwrote it (a memset
-    /// of the whole input, 7% of a scan's instructions).
-    fn fill(&mut self) -> io::Result<usize> {
+    /// of the whole input, 7% of a scan's instructions). A read error is held in `failed` (what was read before it
+    /// stays in `pending`), and `false` says so.
+    fn fill(&mut self) -> bool {
         self.pending.reserve(READ_SIZE);
-        let n = (&mut self.inner)
-            .take(READ_SIZE as u64)
-            .read_to_end(&mut self.pending)?;
-        if n == 0 {
-            self.eof = true;
+        match (&mut self.inner).take(READ_SIZE as u64).read_to_end(&mut self.pending) {
+            Ok(n) => {
+                self.eof |= n == 0;
+                true
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
         }
-        Ok(n)
     }
 
     /// Gives a chunk's buffer back for the next chunks, so steady-state reading allocates (and page-faults in)
@@ -111,8 +115,7 @@ impl<R: Read> ChunkReader<R> {
             return self.after_error();
         }
         while !self.eof && self.pending.len() < self.target {
-            if let Err(e) = self.fill() {
-                self.failed = Some(e);
+            if !self.fill() {
                 return self.after_error();
             }
         }
@@ -130,8 +133,7 @@ impl<R: Read> ChunkReader<R> {
             if self.pending.len() > self.max_line {
                 return Ok(Some(self.cut_long_line()));
             }
-            if let Err(e) = self.fill() {
-                self.failed = Some(e);
+            if !self.fill() {
                 return self.after_error();
             }
         }
@@ -172,8 +174,7 @@ impl<R: Read> ChunkReader<R> {
     fn cut_long_line(&mut self) -> Chunk {
         let chunk = self.cut_pending();
         while !self.eof {
-            if let Err(e) = self.fill() {
-                self.failed = Some(e);
+            if !self.fill() {
                 break;
             }
             if let Some(nl) = memchr::memchr(b'\n', &self.pending) {

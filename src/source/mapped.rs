@@ -88,8 +88,8 @@ impl MappedFile {
     }
 
     /// Maps the pages of `range` into this process ahead of the scan (`MADV_POPULATE_READ`), so the scanning
-    /// thread does not take their page faults: a helper thread calls this for the next batch while the current one
-    /// is scanned. Best effort: where the kernel lacks it (before Linux 5.14), or the file was cut short, the pages
+    /// thread does not take their page faults: a helper thread calls this for the pieces ahead while one is
+    /// scanned. Best effort: where the kernel lacks it (before Linux 5.14), or the file was cut short, the pages
     /// fault in as they are read, as before.
     pub fn populate(&self, range: Range<usize>) {
         #[cfg(target_os = "linux")]
