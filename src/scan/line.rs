@@ -797,67 +797,56 @@ fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
 /// a position that is a multiple of 32, so only those positions are examined.
 #[inline]
 fn hash_runs(snap: Probe, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits: &mut Vec<Hit>) {
-    let n = line.len();
     let words = hex.words;
-    let mut any = false;
-    for (w, &x) in words.iter().enumerate() {
-        any |= has_run_of_32(x, words.get(w + 1).copied().unwrap_or(0));
-    }
-    if !any {
-        return;
-    }
+    // Runs end before `k`.
     let mut k = 0;
-    while k < n {
-        // A hex run of 32 or more covering `k` (a multiple of 32) has 16 hex digits from `k` or the 16 just before
-        // it: a whole 16-bit lane of the hex mask. Both positions of a mask word are tested at once from which of
-        // its lanes are full, so a word without a candidate costs a handful of bit operations.
-        let w = k / 64;
-        let x = words[w];
-        let full = full_lanes(x);
-        let prev_top = w > 0 && words[w - 1] >> 48 == 0xffff;
-        k = if k % 64 == 0 && x & 1 != 0 && (full & 1 != 0 || prev_top) {
-            k
-        } else if x >> 32 & 1 != 0 && full & (1 << 32 | 1 << 16) != 0 {
-            w * 64 + 32
-        } else {
-            k = (w + 1) * 64;
-            continue;
-        };
-        let mut s = alnum.run_start(k);
-        let e = alnum.next_zero(k);
-        if json {
-            // An escape's letters are alphanumeric, so they are inside the run; the run starts after them.
-            s = past_escape(line, s).min(e);
+    // The positions of 32 words at a time, two bits a word, found with no branch: a walk from one position to the
+    // next branched on every word, and a line with digests (a Sysmon event) is 2-3 KiB long.
+    for base in (0..words.len()).step_by(32) {
+        let mut at = 0u64;
+        for (i, &x) in words[base..words.len().min(base + 32)].iter().enumerate() {
+            // A hex run of 32 or more covering `64 * w` or `64 * w + 32` has 16 hex digits from there or the 16
+            // just before: a whole 16-bit lane of the hex mask.
+            let w = base + i;
+            let full = full_lanes(x);
+            let prev_top = (w > 0) & (words[w.saturating_sub(1)] >> 48 == 0xffff);
+            let low = (x & 1 != 0) & ((full & 1 != 0) | prev_top);
+            let high = (x >> 32 & 1 != 0) & (full & (1 << 32 | 1 << 16) != 0);
+            at |= (low as u64 | (high as u64) << 1) << (2 * i);
         }
-        let len = e.saturating_sub(s);
-        // TLSH 4 prints a `T1` version before its hex; the digest is stored without it.
-        let tlsh_v1 = len == TLSH_HEX + 2 && line[s] | 0x20 == b't' && line[s + 1] == b'1';
-        let digits = if tlsh_v1 { s + 2 } else { s };
-        if snap.c.has_hash_len(e - digits) && hex.count(digits, e) as usize == e - digits {
-            let run = &line[digits..e];
-            if let Some((_, slot)) = snap.c.t.hashes.get(hash_key(run), run) {
-                push_digest(snap, hits, slot.a, s, e);
+        while at != 0 {
+            let b = at.trailing_zeros() as usize;
+            at &= at - 1;
+            let pos = (base + b / 2) * 64 + b % 2 * 32;
+            if pos < k {
+                continue;
             }
+            k = hash_run(snap, line, alnum, hex, json, pos, hits);
         }
-        k = e.div_ceil(32) * 32;
     }
 }
 
-/// Whether a run of 32 set bits starts in `lo` (it may go on into `hi`, the next word). A digest is a hex run of 32
-/// bytes or more, and nine lines in ten have none: for them a few shifts a word, with no branch that depends on the
-/// bytes, replace the walk below, whose per-position branches the CPU mispredicts.
+/// The digest rule on the alphanumeric run around `k`, which a hex run of 32 or more covers. Returns the first
+/// multiple of 32 past the run.
 #[inline(always)]
-fn has_run_of_32(lo: u64, hi: u64) -> bool {
-    // Runs inside `lo`, in 64-bit steps (a `u128` shift is two instructions and a funnel shift), and the one run
-    // that may cross into `hi`, from the ones at `lo`'s top and `hi`'s bottom.
-    let mut r = lo & (lo >> 1);
-    r &= r >> 2;
-    r &= r >> 4;
-    r &= r >> 8;
-    r &= r >> 16;
-    let top = lo.leading_ones();
-    // Bitwise, not short-circuit: both sides are a few instructions, and a branch between them is a coin toss.
-    (r != 0) | ((top > 0) & (top + hi.trailing_ones() >= 32))
+fn hash_run(snap: Probe, line: &[u8], alnum: Bits, hex: Bits, json: bool, k: usize, hits: &mut Vec<Hit>) -> usize {
+    let mut s = alnum.run_start(k);
+    let e = alnum.next_zero(k);
+    if json {
+        // An escape's letters are alphanumeric, so they are inside the run; the run starts after them.
+        s = past_escape(line, s).min(e);
+    }
+    let len = e.saturating_sub(s);
+    // TLSH 4 prints a `T1` version before its hex; the digest is stored without it.
+    let tlsh_v1 = len == TLSH_HEX + 2 && line[s] | 0x20 == b't' && line[s + 1] == b'1';
+    let digits = if tlsh_v1 { s + 2 } else { s };
+    if snap.c.has_hash_len(e - digits) && hex.count(digits, e) as usize == e - digits {
+        let run = &line[digits..e];
+        if let Some((_, slot)) = snap.c.t.hashes.get(hash_key(run), run) {
+            push_digest(snap, hits, slot.a, s, e);
+        }
+    }
+    e.div_ceil(32) * 32
 }
 
 /// Bit `i` of the result is set when bits `i..i + 16` of `x` all are (within the word): where `x`'s 16-bit lanes
@@ -1422,31 +1411,35 @@ mod tests {
     }
 
     #[test]
-    fn the_run_test_finds_exactly_the_runs_of_32_that_start_in_the_first_word() {
-        let mut next = words(0x9e37_79b9_7f4a_7c15);
-        let mut pairs = vec![
-            (0, 0),
-            (!0, 0),
-            (!0u64 << 32, 0),
-            (!0u64 << 33, 0),
-            (!0u64 << 33, 1),
-            (1 << 63, !0),
-        ];
-        for _ in 0..100_000 {
-            let (a, b, c) = (next(), next(), next());
-            // Dense words, so long runs are common among them.
-            pairs.push((a | b | a.rotate_left(9), b | c | b.rotate_left(3)));
-        }
-        let bit = |lo: u64, hi: u64, j: usize| {
-            if j < 64 {
-                lo >> j & 1 == 1
-            } else {
-                hi >> (j - 64) & 1 == 1
+    fn a_digest_is_found_wherever_it_falls_in_a_long_line_and_only_when_whole() {
+        // Lines of up to 5 KiB, so the digest positions are looked for in more than one group of 32 words, with the
+        // digest at every offset across the groups' seams: found when whole, not when a hex byte is glued to it.
+        let (md5, sha256) = (
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "9365a4c56d4cc2ad99528e235f52436edd434da7f1628779b3d89e9ac55cabb4",
+        );
+        let snap = crate::snapshot::tests::compiled(&[("md5", md5), ("sha256", sha256)]);
+        for path in Path::available() {
+            let mut scratch = Scratch::with_path(path);
+            let mut hits = Vec::new();
+            for digest in [md5, sha256] {
+                for at in (0..4200).step_by(7).chain(1980..2120) {
+                    // Filler with hex runs shorter than a digest, so the line's hex lanes are not all the digest's.
+                    let pre = "ab12cd34 ".repeat(at / 9 + 1)[..at].to_string();
+                    for (glue, found) in [(" ", true), ("0", false)] {
+                        let line = format!("{pre} {digest}{glue}x {}", "cafe ".repeat(100));
+                        scan_line_with(&snap, line.as_bytes(), &mut scratch, &mut hits);
+                        let start = pre.len() + 1;
+                        let want: Vec<(u32, u32)> = if found {
+                            vec![(start as u32, (start + digest.len()) as u32)]
+                        } else {
+                            vec![]
+                        };
+                        let got: Vec<(u32, u32)> = hits.iter().map(|h| (h.start, h.end)).collect();
+                        assert_eq!(got, want, "{path:?} {digest} at {at}, glued {glue:?}");
+                    }
+                }
             }
-        };
-        for (lo, hi) in pairs {
-            let want = (0..64).any(|i| (i..i + 32).all(|j| bit(lo, hi, j)));
-            assert_eq!(has_run_of_32(lo, hi), want, "{lo:#x} {hi:#x}");
         }
     }
 }
