@@ -57,16 +57,32 @@ pub struct Masks {
     /// The line's length in bytes; bits at and past it are zero.
     len: usize,
     words: usize,
-    /// Whether some aligned 16-bit lane of the hex mask is full, and how many colons the line has: what the
-    /// digest and IPv6 rules ask of the whole line before anything else, found as its words are stored instead of
-    /// in a loop over them each (whose exits the CPU mispredicts, the line's length being anyone's guess).
+    summary: Summary,
+}
+
+/// What the digest and IPv6 rules ask of the whole line before anything else, found as its words are stored instead
+/// of in a loop over them each (whose exits the CPU mispredicts, the line's length being anyone's guess).
+#[derive(Clone, Copy, Debug, Default)]
+struct Summary {
+    /// Whether some aligned 16-bit lane of the hex mask is full.
     hex_lane: bool,
     colons: u32,
-    /// Whether two colons are adjacent (`::`), which an IPv6 address with fewer than six colons has: found as the
-    /// words are stored, where a walk over the colon words for it cost a tenth of the IPv6 rule's instructions.
+    /// Whether two colons are adjacent (`::`), which an IPv6 address with fewer than six colons has: a walk over the
+    /// colon words for it cost a tenth of the IPv6 rule's instructions.
     double_colon: bool,
-    /// The top bit of the colon word stored last, for a `::` that crosses into the next.
+    /// The top bit of the colon word added last, for a `::` that crosses into the next.
     colon_top: u64,
+}
+
+impl Summary {
+    /// Adds a stored word (its bits past the line cleared).
+    #[inline(always)]
+    fn add(&mut self, hex: u64, colon: u64) {
+        self.hex_lane |= has_full_lane(hex);
+        self.colons += colon.count_ones();
+        self.double_colon |= colon & (colon << 1 | self.colon_top) != 0;
+        self.colon_top = colon >> 63;
+    }
 }
 
 /// One class's bits over the current line.
@@ -150,42 +166,32 @@ impl Masks {
     /// Whether some aligned 16-bit lane of the hex mask is full: a hex run of 32 or more (any digest) makes one.
     #[inline(always)]
     pub fn has_hex_lane(&self) -> bool {
-        self.hex_lane
+        self.summary.hex_lane
     }
 
     /// The colons of the line.
     #[inline(always)]
     pub fn colon_count(&self) -> u32 {
-        self.colons
+        self.summary.colons
     }
 
     /// Whether two of the line's colons are adjacent (`::`).
     #[inline(always)]
     pub fn has_double_colon(&self) -> bool {
-        self.double_colon
+        self.summary.double_colon
     }
 
     /// Clears the line summary before a line's words are stored.
     #[inline(always)]
     fn reset_summary(&mut self) {
-        (self.hex_lane, self.colons) = (false, 0);
-        (self.double_colon, self.colon_top) = (false, 0);
-    }
-
-    /// Adds a stored word (its bits past the line cleared) to the line summary.
-    #[inline(always)]
-    fn add_to_summary(&mut self, hex: u64, colon: u64) {
-        self.hex_lane |= has_full_lane(hex);
-        self.colons += colon.count_ones();
-        self.double_colon |= colon & (colon << 1 | self.colon_top) != 0;
-        self.colon_top = colon >> 63;
+        self.summary = Summary::default();
     }
 
     /// The line summary worked out again from the stored words, for a cut line.
     fn summarize(&mut self) {
         self.reset_summary();
         for w in 0..self.words {
-            self.add_to_summary(self.hex[w], self.colon[w]);
+            self.summary.add(self.hex[w], self.colon[w]);
         }
     }
 
@@ -303,6 +309,13 @@ impl Masks {
     /// word to the line summary.
     #[inline(always)]
     fn put_word(&mut self, w: usize, m: [u64; 7], keep: u64) {
+        self.store_word(w, m, keep);
+        self.summary.add(m[3] & keep, m[4] & keep);
+    }
+
+    /// [`Self::put_word`] without the summary.
+    #[inline(always)]
+    fn store_word(&mut self, w: usize, m: [u64; 7], keep: u64) {
         // One bounds check for the seven: the vectors are only ever resized together (`all_mut`), so they have
         // one length. Seven checked stores were a fifth of the classifier's instructions.
         assert!(w < self.host.len());
@@ -310,7 +323,6 @@ impl Masks {
             // SAFETY: every vector has the length of `host`, which the assert above checked.
             unsafe { *v.get_unchecked_mut(w) = x & keep };
         }
-        self.add_to_summary(m[3] & keep, m[4] & keep);
     }
 
     /// Sets the line's length once its words are stored.
@@ -390,23 +402,28 @@ impl Masks {
     #[inline(always)]
     fn line_words(&mut self, buf: &[u8], word: impl Fn(&[u8]) -> ([u64; 7], u64)) -> usize {
         let mut w = 0;
-        self.reset_summary();
-        loop {
+        // The summary is kept here while the words are stored: in `self`, each word's stores made the compiler store
+        // and load it again.
+        let mut sum = Summary::default();
+        let len = loop {
             self.reserve_word(w);
             let rest = &buf[w * 64..];
             prefetch_ahead(rest);
             let (m, nl) = word(rest);
             // The line ends at its first line feed: bits from there on are the next line's.
             let keep = if nl != 0 { (1u64 << nl.trailing_zeros()) - 1 } else { !0 };
-            self.put_word(w, m, keep);
+            self.store_word(w, m, keep);
+            sum.add(m[3] & keep, m[4] & keep);
             if nl != 0 {
-                return self.set_len(w * 64 + nl.trailing_zeros() as usize);
+                break w * 64 + nl.trailing_zeros() as usize;
             }
             if rest.len() <= 64 {
-                return self.set_len(buf.len());
+                break buf.len();
             }
             w += 1;
-        }
+        };
+        self.summary = sum;
+        self.set_len(len)
     }
 }
 
