@@ -510,7 +510,8 @@ impl Token {
 
 /// A token of digits and exactly three dots, which is an address or nothing: one dotted quad touching no other
 /// digit or dot, so the octets are where the dots say and [`ipv4_in_token`]'s walk (one branch per digit) is not
-/// needed. Agrees with that walk on every such token (the property tests hold it to the reference matcher).
+/// needed: with `shuffle`, in one byte shuffle ([`quad_shuffled`]). Agrees with that walk on every such token (the
+/// property tests hold it to the reference matcher).
 #[inline]
 fn bare_quad(snap: Probe, line: &[u8], t: &Token, shuffle: bool, hits: &mut Vec<Hit>) {
     let d = t.dots;
@@ -583,10 +584,10 @@ fn bare_quad(snap: Probe, line: &[u8], t: &Token, shuffle: bool, hits: &mut Vec<
     }
 }
 
-/// Where a dotted quad's digits are, for each of the 81 shapes of four octets of 1-3 digits (shape
-/// `27 * (l1 - 1) + 9 * (l2 - 1) + 3 * (l3 - 1) + (l4 - 1)`, the octets' lengths in base 3): for each octet a group of four byte lanes, its hundreds,
-/// tens and ones digits and a zero (a shuffle index of 0x80 reads zero), and the least value of an octet of that
-/// length without a leading zero (0, 10, 100).
+/// Where a dotted quad's digits are, for each of the 81 shapes of four octets of 1-3 digits (the shape is the
+/// octets' lengths in base 3, `27 * (l1 - 1) + 9 * (l2 - 1) + 3 * (l3 - 1) + (l4 - 1)`): for each octet a group of
+/// four byte lanes, its hundreds, tens and ones digits and a zero (a shuffle index of 0x80 reads zero), and the least
+/// value of an octet of that length without a leading zero (0, 10, 100).
 #[cfg(target_arch = "x86_64")]
 #[repr(C, align(16))]
 struct QuadShape {
