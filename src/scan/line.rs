@@ -799,8 +799,8 @@ fn url_rest_at(line: &[u8], pos: usize, rest: &[u8]) -> Option<usize> {
 #[inline]
 fn hash_runs(snap: Probe, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits: &mut Vec<Hit>) {
     let words = hex.words;
-    // Runs end before `k`.
-    let mut k = 0;
+    // Runs end before `k`; `prev` is the word before the one looked at.
+    let (mut k, mut prev) = (0, 0u64);
     // The positions of 32 words at a time, two bits a word, found with no branch: a walk from one position to the
     // next branched on every word, and a line with digests (a Sysmon event) is 2-3 KiB long.
     for base in (0..words.len()).step_by(32) {
@@ -808,9 +808,9 @@ fn hash_runs(snap: Probe, line: &[u8], alnum: Bits, hex: Bits, json: bool, hits:
         for (i, &x) in words[base..words.len().min(base + 32)].iter().enumerate() {
             // A hex run of 32 or more covering `64 * w` or `64 * w + 32` has 16 hex digits from there or the 16
             // just before: a whole 16-bit lane of the hex mask.
-            let w = base + i;
             let full = full_lanes(x);
-            let prev_top = (w > 0) & (words[w.saturating_sub(1)] >> 48 == 0xffff);
+            let prev_top = prev >> 48 == 0xffff;
+            prev = x;
             let low = (x & 1 != 0) & ((full & 1 != 0) | prev_top);
             let high = (x >> 32 & 1 != 0) & (full & (1 << 32 | 1 << 16) != 0);
             at |= (low as u64 | (high as u64) << 1) << (2 * i);

@@ -223,6 +223,18 @@ pub fn open_input(path: &Path) -> io::Result<Box<dyn Read + Send>> {
 
 pub(super) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// Fails every read: what follows the good bytes of a broken input (`good.chain(Broken)`), for the tests of what a
+/// read error does to the chunks before it.
+#[cfg(test)]
+pub(crate) struct Broken;
+
+#[cfg(test)]
+impl Read for Broken {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::other("disk on fire"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,15 +256,6 @@ mod tests {
         assert_eq!(joined, input);
         for c in &cs {
             assert_eq!(&input[c.offset as usize..c.offset as usize + c.data.len()], &c.data[..]);
-        }
-    }
-
-    /// Fails every read: what follows the good bytes of a broken input.
-    struct Broken;
-
-    impl Read for Broken {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::Error::other("disk on fire"))
         }
     }
 

@@ -90,24 +90,6 @@ fn read_batches<R: Read>(
 mod tests {
     use super::*;
 
-    /// A reader that yields `ok` bytes of lines, then fails.
-    struct FailingAfter {
-        data: Vec<u8>,
-        pos: usize,
-    }
-
-    impl Read for FailingAfter {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.pos == self.data.len() {
-                return Err(io::Error::other("disk on fire"));
-            }
-            let n = buf.len().min(self.data.len() - self.pos).min(7);
-            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-            self.pos += n;
-            Ok(n)
-        }
-    }
-
     fn drain(mut ahead: ReadAhead) -> (Vec<u8>, Option<(u64, io::Error)>) {
         let mut all = Vec::new();
         let mut error = None;
@@ -138,7 +120,7 @@ mod tests {
         let data: Vec<u8> = (0..300).flat_map(|i| format!("l{i}\n").into_bytes()).collect();
         let n = data.len() as u64;
         let whole = data.clone();
-        let reader = ChunkReader::new(FailingAfter { data, pos: 0 }, 100, 1 << 20);
+        let reader = ChunkReader::new(io::Cursor::new(data).chain(crate::source::chunks::Broken), 100, 1 << 20);
         let (all, error) = drain(ReadAhead::spawn(reader, 3, "test".into()).unwrap());
         let (at, e) = error.expect("the error is reported");
         assert_eq!(e.to_string(), "disk on fire");
