@@ -418,7 +418,9 @@ unsafe fn candidate_words_avx512(m: &Masks, numbers_too: bool, out: &mut (Vec<u6
         let c = _mm512_or_si512(_mm512_srli_epi64::<4>(x), _mm512_slli_epi64::<60>(nx));
         _mm512_or_si512(_mm512_or_si512(a, b), c)
     };
-    let (mut prev, mut carry_dot, mut carry_name, mut carry_quad) = (_mm512_setzero_si512(), 0u32, 0u32, 0u32);
+    // The carries out of the last lane, one fill to each 16 bits (dots, name bytes, quads), as `lane_carries` keeps
+    // them.
+    let (mut prev, mut carries) = (_mm512_setzero_si512(), 0u64);
     for b in 0..blocks {
         let i = b * 8;
         let h = load(host, i, 0);
@@ -430,34 +432,60 @@ unsafe fn candidate_words_avx512(m: &Masks, numbers_too: bool, out: &mut (Vec<u6
             _mm512_or_si512(_mm512_srli_epi64::<1>(h), _mm512_slli_epi64::<63>(h_next)),
             h,
         );
-        // Each seeded run from its first seed to its end, as `Candidates::next_word`'s `fill`.
-        let fill = |seeds: __m512i, carry: &mut u32| {
+        // Each seeded run from its first seed to its end, as `Candidates::next_word`'s `fill`, in two halves: each
+        // lane's sum, and which lanes generate and propagate a carry; then, once `lane_carries` has the carries
+        // into each lane, the run bits.
+        let sum = |seeds: __m512i| {
             let a = _mm512_andnot_si512(seeds, h);
             let sum = _mm512_add_epi64(a, starts);
-            let generate = _mm512_cmplt_epu64_mask(sum, a) as u32;
-            let propagate = _mm512_cmpeq_epi64_mask(sum, all) as u32;
-            let into = ((generate << 1 | *carry) + propagate) ^ propagate;
-            *carry = into >> 8 & 1;
+            let generate = _mm512_cmplt_epu64_mask(sum, a) as u64;
+            let propagate = _mm512_cmpeq_epi64_mask(sum, all) as u64;
+            (sum, generate, propagate)
+        };
+        let fill = |seeds: __m512i, sum: __m512i, into: u64| {
             let z = _mm512_mask_add_epi64(sum, into as u8, sum, one);
             _mm512_and_si512(_mm512_or_si512(z, seeds), h)
         };
         let d = load(dots, i, 0);
-        let with_dot = fill(d, &mut carry_dot);
+        let (dot_sum, g, p) = sum(d);
         let cand = if numbers_too {
-            _mm512_and_si512(last, with_dot)
+            let into = lane_carries(g, p, &mut carries);
+            _mm512_and_si512(last, fill(d, dot_sum, into))
         } else {
             let (d1, d2) = (load(dots, i, 1), load(dots, i, 2));
             let spaced = _mm512_and_si512(d, ahead(d, d1));
             let spaced_next = _mm512_and_si512(d1, ahead(d1, d2));
             let quad = _mm512_and_si512(d, ahead(spaced, spaced_next));
-            let named = fill(load(name, i, 0), &mut carry_name);
-            let quads = fill(quad, &mut carry_quad);
+            let nm = load(name, i, 0);
+            let (name_sum, name_g, name_p) = sum(nm);
+            let (quad_sum, quad_g, quad_p) = sum(quad);
+            let into = lane_carries(
+                g | name_g << 16 | quad_g << 32,
+                p | name_p << 16 | quad_p << 32,
+                &mut carries,
+            );
+            let with_dot = fill(d, dot_sum, into);
+            let named = fill(nm, name_sum, into >> 16);
+            let quads = fill(quad, quad_sum, into >> 32);
             _mm512_and_si512(last, _mm512_or_si512(_mm512_and_si512(named, with_dot), quads))
         };
         // SAFETY: both vectors have at least `blocks * 8` words.
         _mm512_storeu_epi64(out.0.as_mut_ptr().add(i) as *mut i64, cand);
         _mm512_storeu_epi64(out.1.as_mut_ptr().add(i) as *mut i64, starts);
     }
+}
+
+/// The carries into each of eight 64-bit lanes of up to three wide additions at once, one to each 16 bits of the
+/// words: `generate` (the lanes whose own sum carried out), `propagate` (the lanes whose sum is all ones, which pass
+/// a carry on) and `carries` (each addition's carry out of the last block, updated). A carry reaches a lane from the
+/// one below it, or through a run of propagating lanes, as an addition of the masks carries it. One 64-bit addition
+/// for the three: each field's sum fits its 9 bits, as no lane both generates and propagates. Computed three times
+/// over, the compiler packed the three into a vector register and back, a round trip it waited on every block.
+#[inline(always)]
+fn lane_carries(generate: u64, propagate: u64, carries: &mut u64) -> u64 {
+    let into = ((generate << 1 | *carries) + propagate) ^ propagate;
+    *carries = into >> 8 & 0x0001_0001_0001;
+    into
 }
 
 /// A host token of at most 64 bytes, `line[start..end]` once its trailing dots are cut, with its dots and name
