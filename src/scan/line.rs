@@ -481,6 +481,7 @@ unsafe fn candidate_words_avx512(m: &Masks, numbers_too: bool, out: &mut (Vec<u6
 /// one below it, or through a run of propagating lanes, as an addition of the masks carries it. One 64-bit addition
 /// for the three: each field's sum fits its 9 bits, as no lane both generates and propagates. Computed three times
 /// over, the compiler packed the three into a vector register and back, a round trip it waited on every block.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn lane_carries(generate: u64, propagate: u64, carries: &mut u64) -> u64 {
     let into = ((generate << 1 | *carries) + propagate) ^ propagate;
