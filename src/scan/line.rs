@@ -150,7 +150,7 @@ fn probe_line(
     line: &[u8],
     m: &Masks,
     path: Path,
-    buf: &mut (Vec<u64>, Vec<u64>),
+    ends: &mut (Vec<u64>, Vec<u64>),
     json: bool,
     hits: &mut Vec<Hit>,
 ) {
@@ -170,7 +170,7 @@ fn probe_line(
     };
     if want_v4 || want_hosts {
         // Only the tokens a rule can match, each taken from its last byte. Every path writes each word's candidate
-        // ends and host-run starts into `buf`, and one loop visits them: a loop that asked an iterator or the arrays,
+        // ends and host-run starts into `ends`, and one loop visits them: a loop that asked an iterator or the arrays,
         // whichever the path had, paid for that choice on every word (2-5% of the scan, on every path).
         #[cfg(target_arch = "x86_64")]
         let vector = path == Path::Avx512;
@@ -180,14 +180,13 @@ fn probe_line(
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Path::Avx512` is only chosen when the CPU has AVX-512 F and BW.
             unsafe {
-                candidate_words_avx512(m, !skip_digit_tld, buf)
+                candidate_words_avx512(m, !skip_digit_tld, ends)
             };
         } else {
-            Candidates::new(m, !skip_digit_tld).write_words(buf);
+            Candidates::new(m, !skip_digit_tld).write_words(ends);
         }
         let words = m.host().words.len();
-        for (w, (&x, &starts)) in buf.0[..words].iter().zip(&buf.1[..words]).enumerate() {
-            let mut x = x;
+        for (w, (mut x, &starts)) in ends.0[..words].iter().copied().zip(&ends.1[..words]).enumerate() {
             while x != 0 {
                 let last = x.trailing_zeros();
                 let end = w * 64 + last as usize + 1;
@@ -344,12 +343,7 @@ impl<'a> Candidates<'a> {
 
     /// Every word's candidate ends and host-run starts, into `out`, as [`candidate_words_avx512`] writes them.
     fn write_words(mut self, out: &mut (Vec<u64>, Vec<u64>)) {
-        let words = self.host.len();
-        for v in [&mut out.0, &mut out.1] {
-            if v.len() < words {
-                v.resize(words, 0);
-            }
-        }
+        room_for(out, self.host.len());
         while let Some((w, x, starts)) = self.next_word() {
             out.0[w] = x;
             out.1[w] = starts;
@@ -389,6 +383,16 @@ impl<'a> Candidates<'a> {
     }
 }
 
+/// Grows both of a line's candidate arrays ([`Scratch`]'s `ends`) to at least `words` words; they only grow.
+#[inline]
+fn room_for(out: &mut (Vec<u64>, Vec<u64>), words: usize) {
+    for v in [&mut out.0, &mut out.1] {
+        if v.len() < words {
+            v.resize(words, 0);
+        }
+    }
+}
+
 /// [`Candidates`] for a whole line, eight mask words a step in the lanes of AVX-512 registers, into `out` (each
 /// word's candidate ends and host-run starts). The carries of the three seeded fills cross lanes as in wide-integer
 /// addition: a lane's carry-out goes into the next, and on through lanes whose sum is all ones.
@@ -399,11 +403,7 @@ unsafe fn candidate_words_avx512(m: &Masks, numbers_too: bool, out: &mut (Vec<u6
     let (host, dots, name) = (m.host().words, m.dot().words, m.name().words);
     let n = host.len();
     let blocks = n.div_ceil(8);
-    for v in [&mut out.0, &mut out.1] {
-        if v.len() < blocks * 8 {
-            v.resize(blocks * 8, 0);
-        }
-    }
+    room_for(out, blocks * 8);
     let one = _mm512_set1_epi64(1);
     let all = _mm512_set1_epi64(-1);
     // Lanes of word `i + off` on that are still in the line.
